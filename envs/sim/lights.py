@@ -139,7 +139,8 @@ class TrafficLights:
     def tick(self, dt: float) -> None:
         """Advance the controllers by ``dt`` seconds (no-op while frozen)."""
         if not self.frozen:
-            self.time += dt
+            # Rounded so that 200 steps of 0.05 s are exactly 10 s, not 9.9999999.
+            self.time = round(self.time + dt, 9)
         if self.time >= self._next_change:
             self._update()
 
@@ -150,7 +151,7 @@ class TrafficLights:
             return
         period = timing.period
         cycle = layout.group_size[layout.group] * period
-        phase = np.mod(self.time + self.offset[layout.group], cycle)
+        phase = np.round(np.mod(self.time + self.offset[layout.group], cycle), 9)
         active = (phase // period).astype(np.int64)
         within = phase - active * period
         state = np.where(
@@ -187,10 +188,10 @@ class TrafficLights:
         Returns:
             ``(light, distance_to_stop_line)``, or ``(-1, inf)`` if none within ``max_distance``.
         """
+        if roadmap.seg_junction[seg] >= 0:  # already past the stop line
+            return -1, float("inf")
         distance = float(roadmap.seg_length[seg]) - s
         for _ in range(8):
-            if roadmap.seg_junction[seg] >= 0 and distance - roadmap.seg_length[seg] < 0:
-                return -1, float("inf")
             light = int(self.layout.seg_light[seg])
             if light >= 0:
                 return (light, distance) if distance <= max_distance else (-1, float("inf"))

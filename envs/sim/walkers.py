@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from envs.sim.raster import OUTSIDE, RoadRaster
 from envs.sim.roadmap import RoadMap
 
 FloatArray = NDArray[np.float64]
@@ -48,7 +49,7 @@ class WalkerParams:
 class SidewalkGraph:
     """Sidewalk points and their links; built once per town."""
 
-    def __init__(self, roadmap: RoadMap, params: WalkerParams) -> None:
+    def __init__(self, roadmap: RoadMap, params: WalkerParams, raster: RoadRaster) -> None:
         points, strip, fwd, bwd = [], [], [], []
         offset = 0
         for index, walk in enumerate(roadmap.sidewalks):
@@ -67,8 +68,10 @@ class SidewalkGraph:
         self.strip = np.concatenate(strip) if strip else np.zeros(0, dtype=np.int64)
         self.forward = np.concatenate(fwd) if fwd else np.zeros(0, dtype=np.int64)
         self.backward = np.concatenate(bwd) if bwd else np.zeros(0, dtype=np.int64)
+        self._raster = raster
         self._link_ends(params.link_radius)
         self._link_across()
+        del self._raster
 
     def _link_ends(self, radius: float) -> None:
         ends = np.flatnonzero((self.forward < 0) | (self.backward < 0))
@@ -79,7 +82,14 @@ class SidewalkGraph:
         dist = np.hypot(*(xy[:, None, :] - xy[None, :, :]).transpose(2, 0, 1))
         for row, end in enumerate(ends):
             near = (dist[row] < radius) & (self.strip[ends] != self.strip[end])
-            self.end_links[int(end)] = ends[near]
+            clear = [int(e) for e in ends[near] if self._walkable(int(end), int(e))]
+            self.end_links[int(end)] = np.array(clear, dtype=np.int64)
+
+    def _walkable(self, a: int, b: int) -> bool:
+        """Whether the straight walk between two points stays off buildings and lots."""
+        steps = max(2, int(np.hypot(*(self.points[b, :2] - self.points[a, :2])) / 0.5))
+        line = np.linspace(self.points[a, :2], self.points[b, :2], steps)
+        return bool((self._raster.classify(line) != OUTSIDE).all())
 
     def _link_across(self) -> None:
         """For each point, the nearest point of another strip lying across (5-30 m, sideways)."""
@@ -101,6 +111,9 @@ class SidewalkGraph:
             best = np.argmin(dist, axis=1)
             found = np.isfinite(dist[np.arange(len(best)), best])
             self.across[block] = np.where(found, best, -1)
+        for i in np.flatnonzero(self.across >= 0):
+            if not self._walkable(int(i), int(self.across[i])):
+                self.across[i] = -1
 
 
 class Walkers:

@@ -126,7 +126,7 @@ class World:
         self.light_layout = LightLayout(self.map)
         self.lights = TrafficLights(self.light_layout, self.config.lights)
         self.traffic = Traffic(self.map, self.light_layout.seg_light, self.config.traffic)
-        self.sidewalks = SidewalkGraph(self.map, self.config.walker)
+        self.sidewalks = SidewalkGraph(self.map, self.config.walker, self.raster)
         self.walkers = Walkers(self.sidewalks, self.config.walker)
         self.weather = Weather.preset("ClearNoon")
         self.ego = BicycleState(0.0, 0.0, 0.0)

@@ -1,0 +1,107 @@
+"""Maps: loading, lane arrays, the lane graph, and bad input."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import carla
+import networkx as nx
+import numpy as np
+import pytest
+
+from envs.sim.roadmap import RoadMap, fix_degenerate_spirals
+from envs.sim.world import load_town
+from envs.towns import available_towns
+
+
+@pytest.mark.parametrize("name", ["Grid01", "Multi01", "Curve01"])
+def test_shipped_town_loads_with_lanes_and_sidewalks(name: str) -> None:
+    town = load_town(name)
+    assert len(town.seg_length) > 20
+    assert np.isfinite(town.points).all()
+    assert len(town.sidewalks) > 5
+    assert nx.is_strongly_connected(town.graph)
+
+
+def test_built_town_loads(tiny_map: RoadMap) -> None:
+    assert (tiny_map.seg_junction >= 0).any() and (tiny_map.seg_junction < 0).any()
+    assert nx.is_strongly_connected(tiny_map.graph)
+
+
+def test_available_towns_lists_the_shipped_ones() -> None:
+    assert {"Grid01", "Multi01", "Curve01"} <= set(available_towns())
+
+
+def test_successors_start_where_segments_end(grid_map: RoadMap) -> None:
+    for seg, nxt in enumerate(grid_map.successors):
+        end = grid_map.points[grid_map.seg_start[seg] + grid_map.seg_count[seg] - 1]
+        for other in nxt:
+            start = grid_map.points[grid_map.seg_start[other]]
+            assert np.hypot(*(end[:2] - start[:2])) < 0.5
+
+
+def test_pose_interpolates_along_the_lane(grid_map: RoadMap) -> None:
+    seg = int(np.argmax(grid_map.seg_length))
+    a = grid_map.seg_start[seg]
+    xyz, _ = grid_map.pose(np.array([seg, seg]), np.array([0.0, grid_map.seg_length[seg]]))
+    assert np.allclose(xyz[0], grid_map.points[a])
+    assert np.allclose(xyz[1], grid_map.points[a + grid_map.seg_count[seg] - 1])
+    mid, _ = grid_map.pose(np.array([seg]), np.array([grid_map.seg_length[seg] / 2]))
+    travelled = np.hypot(*(mid[0, :2] - grid_map.points[a, :2]))
+    assert travelled == pytest.approx(grid_map.seg_length[seg] / 2, rel=0.02)  # straight road
+
+
+def test_coordinates_are_carlas(grid_map: RoadMap) -> None:
+    """A carla waypoint's location maps back onto its own lane with no conversion."""
+    for wp in grid_map.carla_map.generate_waypoints(25.0)[::7]:
+        around = [wp, *wp.next(1.0), *wp.previous(1.0)]
+        if any(w.is_junction for w in around):  # junction lanes overlap: any is right
+            continue
+        loc = wp.transform.location
+        hit = grid_map.locate(loc.x, loc.y, loc.z)
+        assert hit is not None
+        seg, _, lateral, _ = hit
+        assert grid_map.keys[seg] == (wp.road_id, wp.section_id, wp.lane_id)
+        assert lateral < 0.6
+
+
+def test_shortest_route_is_a_connected_lane_sequence(grid_map: RoadMap) -> None:
+    path = nx.shortest_path(grid_map.graph, 0, len(grid_map.seg_length) - 1, weight="length")
+    for a, b in itertools.pairwise(path):
+        assert b in grid_map.successors[a]
+
+
+def test_degenerate_spiral_becomes_an_arc() -> None:
+    text = '<geometry><spiral curvStart="-0.05" curvEnd="-0.05"/></geometry>'
+    assert fix_degenerate_spirals(text) == '<geometry><arc curvature="-0.05"/></geometry>'
+    keep = '<spiral curvStart="0.0" curvEnd="-0.05"/>'
+    assert fix_degenerate_spirals(keep) == keep
+
+
+def test_not_opendrive_is_rejected(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.xodr"
+    bad.write_text("<html><body>not a map</body></html>")
+    with pytest.raises(ValueError, match="not OpenDRIVE"):
+        RoadMap.from_file(bad)
+
+
+def test_unknown_town_names_the_choices() -> None:
+    with pytest.raises(ValueError, match="Grid01"):
+        load_town("Town99")
+
+
+def test_missing_file() -> None:
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_town("/nonexistent/Town01.xodr")
+
+
+def test_sidewalks_are_carla_sidewalk_lanes(grid_map: RoadMap) -> None:
+    walk = grid_map.sidewalks[0]
+    x, y, z = walk.points[len(walk.points) // 2]
+    wp = grid_map.carla_map.get_waypoint(
+        carla.Location(x=float(x), y=float(y), z=float(z)),
+        project_to_road=False,
+        lane_type=carla.LaneType.Sidewalk,
+    )
+    assert wp is not None and wp.lane_type == carla.LaneType.Sidewalk
