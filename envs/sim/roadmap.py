@@ -143,6 +143,7 @@ class RoadMap:
             raise ValueError(f"town {name!r}: the OpenDRIVE file has no driving lanes")
         self._build_segments(topology)
         self._build_links()
+        self._build_lane_changes()
         self._build_sidewalks()
         self.graph = self._build_graph()
         logger.info(
@@ -267,6 +268,32 @@ class RoadMap:
                 pred[int(t)].append(seg)
         self.predecessors = [np.array(sorted(p), dtype=np.int64) for p in pred]
         del self._exits
+
+    def _build_lane_changes(self) -> None:
+        """Neighbour lanes in the same direction that a lane change may reach (or -1)."""
+        count = len(self.keys)
+        self.lane_left = np.full(count, -1, dtype=np.int64)
+        self.lane_right = np.full(count, -1, dtype=np.int64)
+        for seg in np.flatnonzero(self.seg_junction < 0):
+            mid = int(self.seg_start[seg] + self.seg_count[seg] // 2)
+            x, y, z = self.points[mid]
+            wp = self.carla_map.get_waypoint(
+                carla.Location(x=float(x), y=float(y), z=float(z)),
+                project_to_road=True,
+                lane_type=carla.LaneType.Driving,
+            )
+            if wp is None or _lane_key(wp) != self.keys[seg]:
+                continue
+            allowed = wp.lane_change
+            for side, flag, out in (
+                (wp.get_left_lane(), carla.LaneChange.Left, self.lane_left),
+                (wp.get_right_lane(), carla.LaneChange.Right, self.lane_right),
+            ):
+                if side is None or side.lane_type != carla.LaneType.Driving:
+                    continue
+                if side.lane_id * wp.lane_id <= 0 or not (int(allowed) & int(flag)):
+                    continue
+                out[seg] = self.key_to_seg.get(_lane_key(side), -1)
 
     def _build_sidewalks(self) -> None:
         self.sidewalks: list[Sidewalk] = []
