@@ -14,6 +14,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, runtime_checkable
 
+import numpy as np
+from numpy.typing import NDArray
+
 from envs.sim.camera import CameraFrame, CameraSpec
 from envs.sim.roadmap import RoadMap
 from envs.sim.weather import Weather
@@ -26,7 +29,7 @@ from envs.types import (
 )
 
 __all__ = [
-    "ActorState",
+    "Actors",
     "BackendError",
     "CameraFrame",
     "CameraSpec",
@@ -78,23 +81,35 @@ class EgoState:
 
 
 @dataclass(frozen=True)
-class ActorState:
-    """Another road user: an NPC vehicle or a pedestrian.
+class Actors:
+    """Other road users of one kind (NPC vehicles, or pedestrians), as arrays.
+
+    Arrays rather than one object per actor: a town holds a hundred of them and a tick must
+    cost microseconds.
 
     Attributes:
-        id: Actor id, stable within an episode.
-        kind: ``vehicle`` or ``walker``.
-        transform: Body-centre pose.
-        speed: Speed [m/s].
-        length, width: Footprint [m].
+        ids: (N,) actor ids, stable within an episode.
+        xyz: (N, 3) body-centre positions [m].
+        yaw: (N,) headings [deg].
+        speed: (N,) speeds [m/s].
+        extent: (N, 2) footprint length and width [m].
     """
 
-    id: int
-    kind: Literal["vehicle", "walker"]
-    transform: Transform
-    speed: float
-    length: float
-    width: float
+    ids: NDArray[np.int64]
+    xyz: NDArray[np.float64]
+    yaw: NDArray[np.float64]
+    speed: NDArray[np.float64]
+    extent: NDArray[np.float64]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @classmethod
+    def empty(cls) -> Actors:
+        """No actors."""
+        return cls(
+            np.zeros(0, np.int64), np.zeros((0, 3)), np.zeros(0), np.zeros(0), np.zeros((0, 2))
+        )
 
 
 @dataclass(frozen=True)
@@ -114,10 +129,9 @@ class StopLine:
 
 @dataclass(frozen=True)
 class TrafficLightInfo:
-    """A traffic light and its current state."""
+    """Where a traffic light is; its state is in ``WorldState.light_states``."""
 
     id: int
-    state: TrafficLightState
     position: tuple[float, float, float]
     stop_lines: tuple[StopLine, ...]
 
@@ -153,7 +167,8 @@ class WorldState:
         ego: The ego vehicle.
         vehicles: NPC vehicles.
         walkers: Pedestrians still in play.
-        lights: Every traffic light.
+        lights: Every traffic light of the town (the same tuple every tick).
+        light_states: (L,) ``TrafficLightState`` values, aligned with ``lights``.
         collisions: Collisions the ego's sensor reported during this tick.
         lane_invasions: Markings the ego crossed during this tick.
         cameras: Images by camera name (empty unless the tick asked for them).
@@ -163,13 +178,18 @@ class WorldState:
     frame: int
     time: float
     ego: EgoState
-    vehicles: tuple[ActorState, ...]
-    walkers: tuple[ActorState, ...]
+    vehicles: Actors
+    walkers: Actors
     lights: tuple[TrafficLightInfo, ...]
+    light_states: NDArray[np.int64]
     collisions: tuple[CollisionEvent, ...]
     lane_invasions: tuple[LaneInvasionEvent, ...]
     cameras: Mapping[str, CameraFrame]
     weather: Weather
+
+    def light_state(self, light_index: int) -> TrafficLightState:
+        """State of ``lights[light_index]``."""
+        return TrafficLightState(int(self.light_states[light_index]))
 
 
 @runtime_checkable
