@@ -1,0 +1,397 @@
+"""The static scene of a town as a few large meshes: roads, markings, sidewalks, ground, props,
+traffic-light poles, plus the pooled meshes of the dynamic actors.
+
+Everything is built once per renderer from the world's map, raster and light layout, in panda3d's
+frame (``mesh.to_panda``). Static triangles are grouped into square tiles so that panda3d culls
+whole tiles outside the view frustum; each tile is a single Geom (one draw call).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+import numpy as np
+from numpy.typing import NDArray
+
+from envs.sim.labels import Label
+from envs.sim.mesh import (
+    Material,
+    Mesh,
+    boxes,
+    make_vertices,
+    orient,
+    quad_strip_wall,
+    ribbon,
+    to_panda,
+)
+from envs.sim.props import PropLayout, place_props
+from envs.sim.roadmap import RoadMap
+
+if TYPE_CHECKING:
+    from envs.sim.world import World
+
+FloatArray = NDArray[np.float64]
+
+ASPHALT = (0.26, 0.26, 0.28)
+WHITE = (0.86, 0.86, 0.84)
+YELLOW = (0.88, 0.70, 0.18)
+PAVEMENT = (0.62, 0.61, 0.58)
+GRASS = (0.30, 0.40, 0.18)
+KERB = 0.15  # sidewalk height above the road [m]
+LIFT = 0.02  # markings above the road surface [m]
+_DASH, _GAP = 3.0, 6.0  # broken marking pattern [m]
+# carla.LaneMarkingType -> offsets [m] of the lines from the lane edge and whether each is dashed.
+_LINES: dict[int, tuple[tuple[float, bool], ...]] = {
+    1: ((0.0, True),),
+    2: ((0.0, False),),
+    3: ((-0.12, False), (0.12, False)),
+    4: ((-0.12, False), (0.12, True)),
+    5: ((-0.12, True), (0.12, False)),
+    6: ((-0.12, True), (0.12, True)),
+}
+
+
+def _right(yaw: FloatArray) -> FloatArray:
+    """Right-hand unit vectors of headings in CARLA's frame."""
+    return np.stack([-np.sin(yaw), np.cos(yaw)], axis=1)
+
+
+def _keep(
+    xy: FloatArray, z: FloatArray, yaw: FloatArray, max_turn: float = 0.05, max_gap: float = 40.0
+) -> NDArray[np.int64]:
+    """Indices of a simplified polyline: points where the heading turned by ``max_turn`` [rad]
+    (or the height changed by 5 cm, or ``max_gap`` metres passed) since the last kept one."""
+    keep = [0]
+    for i in range(1, len(xy) - 1):
+        j = keep[-1]
+        turn = abs((yaw[i] - yaw[j] + math.pi) % (2 * math.pi) - math.pi)
+        if turn > max_turn or abs(z[i] - z[j]) > 0.05 or math.dist(xy[i], xy[j]) > max_gap:
+            keep.append(i)
+    keep.append(len(xy) - 1)
+    return np.asarray(keep, dtype=np.int64)
+
+
+def to_panda_dir(xy: FloatArray) -> FloatArray:
+    """(N, 2) horizontal directions, already in panda's frame, as (N, 3)."""
+    return np.column_stack([xy, np.zeros(len(xy))])
+
+
+def _xyz(xy: FloatArray, z: FloatArray | float) -> FloatArray:
+    return to_panda(np.column_stack([xy, np.broadcast_to(z, (len(xy),))]))
+
+
+def road_mesh(roadmap: RoadMap) -> Mesh:
+    """One strip per lane segment, label road."""
+    parts = []
+    for seg in range(len(roadmap.seg_start)):
+        a, n = int(roadmap.seg_start[seg]), int(roadmap.seg_count[seg])
+        pts, yaw, half = (
+            roadmap.points[a : a + n],
+            roadmap.yaw[a : a + n],
+            roadmap.width[a : a + n] / 2,
+        )
+        k = _keep(pts[:, :2], pts[:, 2], yaw)
+        side = _right(yaw[k]) * half[k, None]
+        parts.append(
+            ribbon(
+                _xyz(pts[k, :2] - side, pts[k, 2]),
+                _xyz(pts[k, :2] + side, pts[k, 2]),
+                ASPHALT,
+                Label.ROAD,
+                Material.ROAD,
+            )
+        )
+    return Mesh.concat(parts)
+
+
+def _line(
+    xy: FloatArray,
+    z: FloatArray,
+    yaw: FloatArray,
+    color: tuple[float, float, float],
+    dashed: bool,
+    width: float,
+) -> Mesh:
+    """A painted line along a (K, 2) polyline, solid or dashed."""
+    side = _right(yaw) * (width / 2)
+    if not dashed:
+        k = _keep(xy, z, yaw)
+        return ribbon(
+            _xyz(xy[k] - side[k], z[k] + LIFT),
+            _xyz(xy[k] + side[k], z[k] + LIFT),
+            color,
+            Label.ROAD_LINE,
+            Material.MARKING,
+        )
+    arc = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(xy, axis=0), axis=1))])
+    starts = np.arange(_GAP / 2, arc[-1] - _DASH, _DASH + _GAP)
+    dashes = []
+    for s0 in starts:
+        s = np.array([s0, s0 + _DASH])
+        p = np.stack([np.interp(s, arc, xy[:, 0]), np.interp(s, arc, xy[:, 1])], 1)
+        heading = math.atan2(p[1, 1] - p[0, 1], p[1, 0] - p[0, 0])
+        off = _right(np.array([heading, heading])) * (width / 2)
+        zz = np.interp(s, arc, z) + LIFT
+        dashes.append(
+            ribbon(_xyz(p - off, zz), _xyz(p + off, zz), color, Label.ROAD_LINE, Material.MARKING)
+        )
+    return Mesh.concat(dashes)
+
+
+def marking_mesh(roadmap: RoadMap) -> Mesh:
+    """Lane markings of non-junction lanes from their ``carla.LaneMarkingType``, label road line.
+
+    A boundary shared by two lanes is reported by both; runs whose midpoints coincide are drawn
+    once, so dashes of opposite lanes do not interleave.
+    """
+    parts, seen = [], set()
+    for seg in np.flatnonzero(roadmap.seg_junction < 0):
+        a, n = int(roadmap.seg_start[seg]), int(roadmap.seg_count[seg])
+        pts, yaw, half = (
+            roadmap.points[a : a + n],
+            roadmap.yaw[a : a + n],
+            roadmap.width[a : a + n] / 2,
+        )
+        right = _right(yaw)
+        for sign, kinds, colors in (
+            (-1.0, roadmap.left_marking, roadmap.left_color),
+            (1.0, roadmap.right_marking, roadmap.right_color),
+        ):
+            edge = pts[:, :2] + sign * right * half[:, None]
+            kind, color = kinds[a : a + n], colors[a : a + n]
+            breaks = np.flatnonzero((np.diff(kind) != 0) | (np.diff(color) != 0)) + 1
+            for lo, hi in zip(np.r_[0, breaks], np.r_[breaks, n], strict=True):
+                lines = _LINES.get(int(kind[lo]))
+                if lines is None or hi - lo < 2:
+                    continue
+                mid = edge[(lo + hi) // 2]
+                key = (round(mid[0] * 2), round(mid[1] * 2), int(kind[lo]))
+                if key in seen:
+                    continue
+                seen.add(key)
+                paint = YELLOW if int(color[lo]) == 4 else WHITE
+                for offset, dashed in lines:
+                    xy = edge[lo:hi] + right[lo:hi] * offset
+                    parts.append(
+                        _line(
+                            xy,
+                            pts[lo:hi, 2],
+                            yaw[lo:hi],
+                            paint,
+                            dashed,
+                            0.15 if len(lines) == 1 else 0.1,
+                        )
+                    )
+    return Mesh.concat(parts)
+
+
+def sidewalk_mesh(roadmap: RoadMap) -> Mesh:
+    """Raised sidewalk strips with a kerb face towards the road, label sidewalk."""
+    parts = []
+    for walk in roadmap.sidewalks:
+        xy, z = walk.points[:, :2], walk.points[:, 2]
+        d = np.gradient(xy, axis=0)
+        yaw = np.arctan2(d[:, 1], d[:, 0])
+        k = _keep(xy, z, yaw)
+        side = _right(yaw[k]) * (walk.width / 2 + 0.02)
+        inner, outer = xy[k] - side, xy[k] + side
+        parts.append(
+            ribbon(
+                _xyz(inner, z[k] + KERB),
+                _xyz(outer, z[k] + KERB),
+                PAVEMENT,
+                Label.SIDEWALK,
+                Material.SIDEWALK,
+            )
+        )
+        normal = to_panda(np.column_stack([side, np.zeros(len(k))]))
+        parts.append(
+            quad_strip_wall(
+                _xyz(inner, z[k] - 0.05),
+                KERB + 0.05,
+                PAVEMENT,
+                Label.SIDEWALK,
+                Material.SIDEWALK,
+                -normal,
+            )
+        )
+    return Mesh.concat(parts)
+
+
+def ground_mesh(bounds: tuple[float, float, float, float], z: float, margin: float = 600.0) -> Mesh:
+    """A flat terrain quad under the whole town, ``margin`` metres beyond its bounds."""
+    xmin, ymin, xmax, ymax = bounds
+    corners = np.array(
+        [
+            [xmin - margin, ymin - margin],
+            [xmax + margin, ymin - margin],
+            [xmax + margin, ymax + margin],
+            [xmin - margin, ymax + margin],
+        ]
+    )
+    return ribbon(
+        _xyz(corners[[0, 1]], z), _xyz(corners[[3, 2]], z), GRASS, Label.TERRAIN, Material.GRASS
+    )
+
+
+def props_mesh(props: PropLayout, z: float) -> Mesh:
+    """Buildings (label building) and trees (trunk and canopy, label vegetation)."""
+    n = len(props.building_center)
+    base = _xyz(props.building_center, z - 0.5)
+    half = props.building_half[:, [1, 0, 2]] * np.array([1.0, 1.0, 0.5]) + np.array([0, 0, 0.25])
+    houses = boxes(
+        base,
+        half,
+        -props.building_yaw,
+        props.building_color,
+        Label.BUILDING,
+        Material.BUILDING,
+        instance=np.arange(n, dtype=np.float64),
+    )
+    t = len(props.tree_xy)
+    trunk_h, radius = props.tree_size[:, 0], props.tree_size[:, 1]
+    trunks = boxes(
+        _xyz(props.tree_xy, z),
+        np.column_stack([np.full(t, 0.15), np.full(t, 0.15), trunk_h / 2]),
+        0.0,
+        (0.30, 0.22, 0.15),
+        Label.VEGETATION,
+        Material.DIFFUSE,
+    )
+    canopy_base = _xyz(props.tree_xy, z + trunk_h * 0.8)
+    canopy = boxes(
+        canopy_base,
+        np.column_stack([radius, radius, radius * 1.1]),
+        np.arange(t) * 0.7,
+        (0.18, 0.34, 0.12),
+        Label.VEGETATION,
+        Material.GRASS,
+    )
+    return Mesh.concat([houses, trunks, canopy])
+
+
+def traffic_light_mesh(pole: FloatArray, facing: FloatArray, reach: float = 3.5) -> Mesh:
+    """Poles with an arm over the road and a three-lamp housing facing the approach.
+
+    Args:
+        pole: (L, 3) pole feet [m, CARLA frame].
+        facing: (L,) yaw the lamps face [rad, CARLA frame].
+        reach: Arm length from the pole over the lanes [m].
+
+    Lamp quads carry the light index as instance and the lamp (0 red, 1 yellow, 2 green) as
+    part; the shader lights the one matching the live state.
+    """
+    count = len(pole)
+    if count == 0:
+        return Mesh.concat([])
+    yaw = -facing  # panda frame
+    fwd = np.stack([np.cos(yaw), np.sin(yaw)], 1)
+    # The arm reaches over the road: to the right of a lamp that faces oncoming traffic.
+    arm_dir = np.stack([np.sin(yaw), -np.cos(yaw)], 1)
+    foot = to_panda(pole)
+    parts = [
+        boxes(
+            foot,
+            np.tile([0.12, 0.12, 2.85], (count, 1)),
+            yaw,
+            (0.35, 0.36, 0.36),
+            Label.POLE,
+            Material.DIFFUSE,
+        )
+    ]
+    arm_mid = foot + np.column_stack([arm_dir * reach / 2, np.full(count, 5.45)])
+    parts.append(
+        boxes(
+            arm_mid,
+            np.column_stack(
+                [np.full(count, 0.08), np.full(count, reach / 2), np.full(count, 0.08)]
+            ),
+            yaw,
+            (0.35, 0.36, 0.36),
+            Label.POLE,
+            Material.DIFFUSE,
+        )
+    )
+    center = foot + np.column_stack([arm_dir * (reach - 0.4) + fwd * 0.3, np.full(count, 4.3)])
+    parts.append(
+        boxes(
+            center,
+            np.tile([0.18, 0.22, 0.55], (count, 1)),
+            yaw,
+            (0.08, 0.08, 0.07),
+            Label.TRAFFIC_LIGHT,
+            Material.DIFFUSE,
+        )
+    )
+    face = center[:, :2] + fwd * 0.19
+    side = arm_dir * 0.13
+    for lamp in range(3):
+        z0 = center[:, 2] + 0.85 - 0.33 * lamp
+        lower = np.column_stack([face - side, z0 - 0.26]), np.column_stack([face + side, z0 - 0.26])
+        upper = np.column_stack([face - side, z0]), np.column_stack([face + side, z0])
+        pos = np.stack([lower[0], lower[1], upper[1], upper[0]], 1).reshape(-1, 3)
+        verts = make_vertices(
+            pos,
+            (0.1, 0.1, 0.1),
+            Label.TRAFFIC_LIGHT,
+            Material.LAMP,
+            np.repeat(np.arange(count, dtype=np.float64), 4),
+            float(lamp),
+        )
+        quads = (np.arange(count, dtype=np.uint32) * 4)[:, None, None] + np.array(
+            [[0, 1, 2], [0, 2, 3]], np.uint32
+        )
+        tris = quads.reshape(-1, 3).astype(np.uint32)
+        parts.append(Mesh(verts, orient(pos, tris, to_panda_dir(np.repeat(fwd, 2, axis=0)))))
+    return Mesh.concat(parts)
+
+
+def tile(mesh: Mesh, size: float) -> list[Mesh]:
+    """Split a mesh into square tiles of ``size`` metres by triangle centroid."""
+    if len(mesh.triangles) == 0:
+        return []
+    centroid = mesh.vertices[mesh.triangles, :2].mean(axis=1)
+    cell = np.floor(centroid / size).astype(np.int64)
+    key = cell[:, 0] * 100_003 + cell[:, 1]
+    out = []
+    for k in np.unique(key):
+        tris = mesh.triangles[key == k]
+        used, inverse = np.unique(tris, return_inverse=True)
+        out.append(Mesh(mesh.vertices[used], inverse.reshape(-1, 3).astype(np.uint32)))
+    return out
+
+
+_STATIC_CACHE: dict[tuple[int, float, int, float], tuple[RoadMap, dict[str, list[Mesh]]]] = {}
+
+
+def static_meshes(world: World, seed: int, tile_size: float = 128.0) -> dict[str, list[Mesh]]:
+    """The static scene of a world's town, tiled, per shader group; cached per town and seed.
+
+    Groups: ``ground`` (terrain, roads, markings, sidewalks) and ``solid`` (buildings, trees,
+    poles, traffic lights). Each group has its own shader variant, so no fragment pays for the
+    other group's material branches.
+
+    Args:
+        world: Source of the map, raster (prop placement) and traffic-light layout.
+        seed: Seed of the buildings and trees.
+        tile_size: Side of the culling tiles [m].
+    """
+    key = (id(world.map), world.raster.ppm, seed, tile_size)
+    cached = _STATIC_CACHE.get(key)
+    if cached is not None and cached[0] is world.map:
+        return cached[1]
+    roadmap = world.map
+    ground_z = float(roadmap.points[:, 2].min())
+    props = place_props(world.raster, seed)
+    layout = world.light_layout
+    ground = Mesh.concat([road_mesh(roadmap), marking_mesh(roadmap), sidewalk_mesh(roadmap)])
+    solid = Mesh.concat(
+        [props_mesh(props, ground_z), traffic_light_mesh(layout.pole, layout.facing)]
+    )
+    groups = {
+        "ground": [ground_mesh(roadmap.bounds, ground_z - 0.03), *tile(ground, tile_size)],
+        "solid": tile(solid, tile_size),
+    }
+    _STATIC_CACHE[key] = (roadmap, groups)
+    return groups
