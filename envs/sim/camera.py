@@ -34,61 +34,26 @@ from panda3d.core import (
     NodePath,
     OmniBoundingVolume,
     RenderAttrib,
-    SamplerState,
     Shader,
     Texture,
     WindowProperties,
 )
 
 from envs.sim import scene, shaders
+from envs.sim.actor_pool import EGO_HEIGHT, ActorPools, ViewWedge
 from envs.sim.labels import Label
-from envs.sim.mesh import (
-    Material,
-    Mesh,
-    make_vertices,
-    pool,
-    to_geom_node,
-    vehicle_template,
-    walker_template,
-)
+from envs.sim.mesh import Material, Mesh, make_vertices, to_geom_node
 from envs.sim.pipe import headless_pipe
 from envs.sim.render_weather import shader_inputs, weather_look
-from envs.sim.traffic import VEHICLE_SHAPES
 
 if TYPE_CHECKING:
     from envs.sim.weather import Weather
     from envs.sim.world import World
+    from envs.types import Transform
 
 logger = logging.getLogger(__name__)
 
-EGO_HEIGHT = 1.5  # [m]
-_PAINT = np.array(
-    [
-        [0.75, 0.08, 0.08],
-        [0.1, 0.2, 0.55],
-        [0.85, 0.85, 0.85],
-        [0.08, 0.08, 0.09],
-        [0.55, 0.57, 0.6],
-        [0.1, 0.35, 0.2],
-        [0.85, 0.65, 0.1],
-        [0.35, 0.22, 0.15],
-    ],
-    np.float32,
-)
-_SHIRTS = np.array(
-    [
-        [0.7, 0.15, 0.15],
-        [0.15, 0.3, 0.65],
-        [0.2, 0.55, 0.3],
-        [0.85, 0.8, 0.7],
-        [0.15, 0.15, 0.17],
-        [0.9, 0.6, 0.1],
-        [0.5, 0.2, 0.55],
-        [0.45, 0.45, 0.48],
-    ],
-    np.float32,
-)
-_ROWS = 8  # rows of the actor texture (see ``shaders``; a power of two)
+__all__ = ["EGO_HEIGHT", "CameraFrame", "CameraRenderer", "CameraSpec", "Renderer"]
 
 
 @dataclass(frozen=True)
@@ -187,6 +152,13 @@ class _View:
             math.tan(math.radians(spec.fov) / 2), spec.height / (2 * spec.focal)
         )
 
+    def wedge(self, ego: Transform) -> ViewWedge:
+        """Where this camera looks when mounted on ``ego`` (for culling actors)."""
+        spec, yaw = self.spec, math.radians(ego.yaw)
+        x = ego.x + math.cos(yaw) * spec.x - math.sin(yaw) * spec.y
+        y = ego.y + math.sin(yaw) * spec.x + math.cos(yaw) * spec.y
+        return ViewWedge(x, y, yaw + math.radians(spec.yaw), float(self.tan_half[0]))
+
 
 class CameraRenderer:
     """Renders any number of ego cameras of one ``World``.
@@ -210,25 +182,30 @@ class CameraRenderer:
         self.root = NodePath("scene")
         self.root.set_attrib(CullFaceAttrib.make(CullFaceAttrib.M_cull_counter_clockwise))
         self._groups = {name: self.root.attach_new_node(name) for name in shaders.GROUPS}
+        for order, node in enumerate(self._groups.values()):
+            node.set_bin("fixed", order)  # front to back (see ``shaders.GROUPS``)
         self._shaders: dict[tuple[str, bool, bool, bool], Shader] = {}
         for group, tiles in scene.static_meshes(world, seed).items():
             for tile in tiles:
                 self._groups[group.upper()].attach_new_node(to_geom_node(tile, group))
         self._add_sky()
-        self._dyn_tex = Texture("actors")
-        self._dyn_tex.set_minfilter(SamplerState.FT_nearest)
-        self._dyn_tex.set_magfilter(SamplerState.FT_nearest)
-        self._actors: list[NodePath] = []
-        self._capacity = (0, 0, 0)
+        self._actors = ActorPools(self._groups["VEHICLE"], self._groups["WALKER"], self.root)
         self._weather: Weather | None = None
-        self._ensure_capacity(world)
+        self._placed: _View | None = None
 
     # -------------------------------------------------------------------------------- scene
-    def _add_sky(self) -> None:
-        corners = np.array([[-1.0, -1.0, 0.0], [1.0, -1.0, 0.0], [1.0, 1.0, 0.0], [-1.0, 1.0, 0.0]])
+    def _add_sky(self, cells: tuple[int, int] = (8, 24)) -> None:
+        """The sky: a grid over the whole image at the far plane, its colour from the vertices."""
+        gx, gy = np.meshgrid(np.linspace(-1, 1, cells[0] + 1), np.linspace(-1, 1, cells[1] + 1))
+        corners = np.column_stack([gx.ravel(), gy.ravel(), np.zeros(gx.size)])
+        row = cells[0] + 1
+        i = (np.arange(cells[1])[:, None] * row + np.arange(cells[0])[None, :]).ravel()
+        tris = np.concatenate(
+            [np.stack([i, i + 1, i + row + 1], 1), np.stack([i, i + row + 1, i + row], 1)]
+        )
         quad = Mesh(
             make_vertices(corners, (0, 0, 0), Label.SKY, Material.SKY),
-            np.array([[0, 1, 2], [0, 2, 3]], dtype=np.uint32),
+            tris.astype(np.uint32),
         )
         sky = self._groups["SKY"].attach_new_node(to_geom_node(quad, "sky"))
         sky.node().set_bounds(OmniBoundingVolume())
@@ -236,33 +213,6 @@ class CameraRenderer:
         sky.set_attrib(DepthTestAttrib.make(RenderAttrib.M_less_equal))
         sky.set_attrib(DepthWriteAttrib.make(DepthWriteAttrib.M_off))
         sky.set_attrib(CullFaceAttrib.make(CullFaceAttrib.M_cull_none))
-        sky.set_bin("fixed", 100)
-
-    def _ensure_capacity(self, world: World) -> None:
-        """(Re)build the actor pools when the world holds more actors than they do."""
-        need = (len(world.traffic.xyz) + 1, len(world.walkers.xyz), len(world.light_layout.pole))
-        if all(n <= c for n, c in zip(need, self._capacity, strict=True)):
-            return
-        cap = tuple(
-            max(c, 1 << max(5, math.ceil(math.log2(max(n, 1)))))
-            for n, c in zip(need, self._capacity, strict=True)
-        )
-        for node in self._actors:
-            node.remove_node()
-        self._actors = []
-        for group, template, count in (
-            ("VEHICLE", vehicle_template(), cap[0]),
-            ("WALKER", walker_template(), cap[1]),
-        ):
-            node = self._groups[group].attach_new_node(to_geom_node(pool(template, count), group))
-            node.node().set_bounds(OmniBoundingVolume())
-            node.node().set_final(True)
-            self._actors.append(node)
-        self._capacity = (cap[0], cap[1], cap[2])
-        self._dyn = np.zeros((_ROWS, max(cap), 4), dtype=np.float32)
-        self._dyn_tex.setup_2d_texture(max(cap), _ROWS, Texture.T_float, Texture.F_rgba32)
-        self.root.set_shader_input("dyn", self._dyn_tex)
-        logger.debug("actor pools: %d vehicles, %d walkers, %d lights", *cap)
 
     def make_camera(self, spec: CameraSpec) -> NodePath:
         """A camera node under this renderer's scene with the spec's lens."""
@@ -275,35 +225,6 @@ class CameraRenderer:
         return self.root.attach_new_node(camera)
 
     # -------------------------------------------------------------------------------- frame
-    def _update_actors(self, world: World) -> None:
-        """Write vehicle, walker and lamp state into the actor texture."""
-        self._ensure_capacity(world)
-        dyn = self._dyn
-        dyn[:] = 0.0
-        t, w = world.traffic, world.walkers
-        n, m = len(t.xyz), len(w.xyz)
-        ego = world.ego_transform()
-        lights = float(world.weather.is_night)
-        dyn[0, 0] = (ego.x, -ego.y, ego.z, -math.radians(ego.yaw))
-        dyn[1, 0] = (world.config.ego.length, world.config.ego.width, EGO_HEIGHT, 1.0)
-        dyn[2, 0] = (0.55, 0.05, 0.05, lights)
-        dyn[0, 1 : n + 1, :3] = t.xyz
-        dyn[0, 1 : n + 1, 1] *= -1.0
-        dyn[0, 1 : n + 1, 3] = -t.yaw
-        dyn[1, 1 : n + 1, :3] = VEHICLE_SHAPES[t.shape]
-        dyn[1, 1 : n + 1, 3] = 1.0
-        dyn[2, 1 : n + 1, :3] = _PAINT[t.color % len(_PAINT)]
-        dyn[2, 1 : n + 1, 3] = lights
-        dyn[3, :m, :3] = w.xyz
-        dyn[3, :m, 1] *= -1.0
-        dyn[3, :m, 3] = -w.yaw
-        dyn[4, :m, :3] = (0.32, 0.52, 1.0)
-        dyn[4, :m, 2] = 1.6 + 0.08 * (w.appearance % 4)
-        dyn[4, :m, 3] = w.active
-        dyn[5, :m, :3] = _SHIRTS[w.appearance % len(_SHIRTS)]
-        dyn[6, : len(world.lights.state), 0] = world.lights.state
-        self._dyn_tex.set_ram_image(dyn)
-
     def _apply_weather(self, weather: Weather) -> None:
         """Set the weather's uniforms, and the shader variants of its effects if they changed."""
         if weather == self._weather:
@@ -317,29 +238,27 @@ class CameraRenderer:
             shader = self._shaders.get(key)
             if shader is None:
                 shader = Shader.make(
-                    Shader.SL_GLSL, shaders.VERTEX, shaders.fragment(group, *flags)
+                    Shader.SL_GLSL, shaders.vertex(group, *flags), shaders.fragment(group, *flags)
                 )
                 self._shaders[key] = shader
             node.set_shader(shader)
         self._weather = weather
 
-    def _place(self, view: _View, world: World) -> None:
+    def _place(self, view: _View, world: World, ego: Transform) -> None:
         """Put the camera on the ego and pass its frame to the shader."""
-        spec, ego = view.spec, world.ego_transform()
+        spec = view.spec
         yaw = math.radians(ego.yaw)
         x = ego.x + math.cos(yaw) * spec.x - math.sin(yaw) * spec.y
         y = ego.y + math.sin(yaw) * spec.x + math.cos(yaw) * spec.y
         view.camera.set_pos_hpr(
             x, -y, ego.z + spec.z, -(ego.yaw + spec.yaw) - 90.0, spec.pitch, 0.0
         )
-        quat = view.camera.get_quat()
         root = self.root
-        root.set_shader_input("cam_pos", view.camera.get_pos())
-        root.set_shader_input("cam_fwd", quat.get_forward())
-        root.set_shader_input("cam_right", quat.get_right())
-        root.set_shader_input("cam_up", quat.get_up())
-        root.set_shader_input("tan_half", view.tan_half)
-        root.set_shader_input("resolution", LVecBase2f(spec.width, spec.height))
+        root.set_shader_input("cam", view.camera.get_mat())
+        if view is not self._placed:  # per-view constants
+            root.set_shader_input("tan_half", view.tan_half)
+            root.set_shader_input("resolution", LVecBase2f(spec.width, spec.height))
+            self._placed = view
         root.set_shader_input("noise_seed", LVecBase2f(self.seed % 997, world.frame % 8192))
 
     def _view(self, spec: CameraSpec) -> _View:
@@ -356,14 +275,15 @@ class CameraRenderer:
 
     def render_many(self, world: World, specs: list[CameraSpec]) -> list[CameraFrame]:
         """Draw the world from several ego cameras; actors are posed once for all of them."""
-        self._update_actors(world)
-        self._apply_weather(world.weather)
         wanted = [self._view(spec) for spec in specs]
+        ego = world.ego_transform()
+        self._actors.update(world, ego, [view.wedge(ego) for view in wanted])
+        self._apply_weather(world.weather)
         frames = []
         for view in wanted:
             for other in self.views:
                 other.buffer.set_active(other is view)
-            self._place(view, world)
+            self._place(view, world, ego)
             self.engine.render_frame()
             frames.append(self._read(view, world.frame))
         return frames

@@ -1,10 +1,15 @@
 """Triangle meshes as numpy arrays, and their conversion to panda3d geometry.
 
-Every renderable vertex carries ten float32 values: position (panda3d's frame, see
+Every renderable vertex carries thirteen float32 values: position (panda3d's frame, see
 ``to_panda``), albedo RGB in [0, 1], the semantic label id, a material id (see ``Material``),
-an instance index (which actor or traffic light the vertex belongs to) and a part number (which
-lamp of a traffic light). The shader reads the label straight from the vertex, so label images
-are exact ids with no filtering.
+an instance index (which actor or traffic light the vertex belongs to), a part number, and a
+normal. The shader reads the label straight from the vertex, so label images are exact ids with
+no filtering.
+
+Lighting is flat and computed per vertex: OpenGL takes a ``flat`` value from a triangle's last
+(provoking) vertex, so boxes are triangulated such that both triangles of a face end on one
+corner that carries that face's normal. Eight shared corners per box thus still light five faces
+correctly, and the fragment shader needs no derivatives or normalisation.
 
 Geometry is built in numpy (thousands of triangles per call) and handed to panda3d once; faces
 are wound counter-clockwise seen from outside (their front), so back faces can be culled.
@@ -30,7 +35,7 @@ from panda3d.core import (
 from envs.sim.labels import Label
 
 FloatArray = NDArray[np.float64]
-VERTEX_SIZE = 10  # floats per vertex: x y z r g b label material instance part
+VERTEX_SIZE = 13  # floats per vertex: x y z r g b label material instance part nx ny nz
 
 
 class Material(IntEnum):
@@ -82,6 +87,7 @@ def make_vertices(
     material: Material,
     instance: float | FloatArray = 0.0,
     part: float | FloatArray = 0.0,
+    normal: FloatArray | tuple[float, float, float] = (0.0, 0.0, 1.0),
 ) -> NDArray[np.float32]:
     """Pack (V, 3) positions [m, panda frame] with shared or per-vertex attributes."""
     v = np.empty((len(pos), VERTEX_SIZE), dtype=np.float32)
@@ -91,6 +97,7 @@ def make_vertices(
     v[:, 7] = int(material)
     v[:, 8] = instance
     v[:, 9] = part
+    v[:, 10:13] = normal
     return v
 
 
@@ -137,6 +144,8 @@ def quad_strip_wall(
     pos = mesh.vertices[:, :3].astype(np.float64)
     k = len(bottom) - 1
     tri_normal = np.concatenate([outward[:k], outward[:k]])
+    unit = outward / np.maximum(np.linalg.norm(outward, axis=1, keepdims=True), 1e-9)
+    mesh.vertices[:, 10:13] = np.repeat(unit, 2, axis=0)
     return Mesh(mesh.vertices, orient(pos, mesh.triangles, tri_normal))
 
 
@@ -148,14 +157,25 @@ _BOX_FACES = ((0, 1, 3, 2), (4, 6, 7, 5), (0, 4, 5, 1), (2, 3, 7, 6), (1, 5, 7, 
 _BOX_NORMALS = np.array(
     [[-1, 0, 0], [1, 0, 0], [0, -1, 0], [0, 1, 0], [0, 0, 1], [0, 0, -1]], dtype=np.float64
 )
+# The provoking corner of each face (distinct, so each can carry its face's normal).
+_BOX_PROVOKING = (0, 7, 4, 3, 5, 6)
+_CORNER_NORMALS = np.zeros((8, 3))
+_CORNER_NORMALS[list(_BOX_PROVOKING)] = _BOX_NORMALS
+_CORNER_NORMALS[[1, 2]] = (0.0, 0.0, 1.0)  # corners that provoke no face
 
 
 def box_triangles(bottom: bool = False) -> NDArray[np.uint32]:
-    """(10 or 12, 3) outward-wound triangles over the 8 corners of ``box_corners``."""
-    faces = _BOX_FACES if bottom else _BOX_FACES[:5]
-    tris = [[f[0], f[1], f[2]] for f in faces] + [[f[0], f[2], f[3]] for f in faces]
-    normals = np.concatenate([_BOX_NORMALS[: len(faces)], _BOX_NORMALS[: len(faces)]])
-    return orient(_BOX_CORNERS, np.array(tris, dtype=np.uint32), normals)
+    """(10 or 12, 3) outward-wound triangles over the 8 corners of ``box_corners``; both
+    triangles of a face end on the face's provoking corner (``_BOX_PROVOKING``)."""
+    count = 6 if bottom else 5
+    tris, normals = [], []
+    for face, p, normal in zip(_BOX_FACES[:count], _BOX_PROVOKING, _BOX_NORMALS, strict=False):
+        k = face.index(p)
+        q = face[k:] + face[:k]  # the quad starting at its provoking corner
+        tris += [[q[0], q[1], q[2]], [q[0], q[2], q[3]]]
+        normals += [normal, normal]
+    wound = orient(_BOX_CORNERS, np.array(tris, dtype=np.uint32), np.array(normals))
+    return np.roll(wound, -1, axis=1).astype(np.uint32)  # provoking corner last
 
 
 def box_corners(center: FloatArray, half: FloatArray, heading: float | FloatArray) -> FloatArray:
@@ -202,7 +222,16 @@ def boxes(
     col = np.repeat(np.broadcast_to(np.asarray(color, np.float64), (n, 3)), 8, axis=0)
     inst = np.repeat(np.broadcast_to(np.asarray(instance, np.float64), (n,)), 8)
     parts = np.repeat(np.broadcast_to(np.asarray(part, np.float64), (n,)), 8)
-    verts = make_vertices(corners.reshape(-1, 3), col, label, material, inst, parts)
+    yaw = np.broadcast_to(np.asarray(heading, dtype=np.float64), (n,))
+    c, s = np.cos(yaw)[:, None], np.sin(yaw)[:, None]
+    nx, ny = _CORNER_NORMALS[None, :, 0], _CORNER_NORMALS[None, :, 1]
+    normals = np.stack(
+        [nx * c - ny * s, nx * s + ny * c, np.broadcast_to(_CORNER_NORMALS[None, :, 2], (n, 8))],
+        axis=-1,
+    )
+    verts = make_vertices(
+        corners.reshape(-1, 3), col, label, material, inst, parts, normals.reshape(-1, 3)
+    )
     tris = box_triangles(bottom)
     offsets = (np.arange(n, dtype=np.uint32) * 8)[:, None, None]
     return Mesh(verts, (tris[None] + offsets).reshape(-1, 3).astype(np.uint32))
@@ -267,6 +296,7 @@ def _vertex_format() -> GeomVertexFormat:
     array.add_column("vertex", 3, Geom.NT_float32, Geom.C_point)
     array.add_column("albedo", 3, Geom.NT_float32, Geom.C_other)
     array.add_column("info", 4, Geom.NT_float32, Geom.C_other)
+    array.add_column("normal", 3, Geom.NT_float32, Geom.C_normal)
     return GeomVertexFormat.register_format(array)
 
 

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from envs.sim.world import World
 
 FloatArray = NDArray[np.float64]
+DIFFUSE = Material.DIFFUSE
 
 ASPHALT = (0.26, 0.26, 0.28)
 WHITE = (0.86, 0.86, 0.84)
@@ -91,7 +92,10 @@ def road_mesh(roadmap: RoadMap) -> Mesh:
             roadmap.yaw[a : a + n],
             roadmap.width[a : a + n] / 2,
         )
-        k = _keep(pts[:, :2], pts[:, 2], yaw)
+        # Junction lanes overlap and curve tightly: a coarser outline (about 2 cm off on a 10 m
+        # radius) removes most of the town's road vertices.
+        turn = 0.2 if roadmap.seg_junction[seg] >= 0 else 0.05
+        k = _keep(pts[:, :2], pts[:, 2], yaw, max_turn=turn)
         side = _right(yaw[k]) * half[k, None]
         parts.append(
             ribbon(
@@ -271,80 +275,83 @@ def props_mesh(props: PropLayout, z: float) -> Mesh:
     return Mesh.concat([houses, trunks, canopy])
 
 
-def traffic_light_mesh(pole: FloatArray, facing: FloatArray, reach: float = 3.5) -> Mesh:
-    """Poles with an arm over the road and a three-lamp housing facing the approach.
+def traffic_light_mesh(
+    pole: FloatArray, facing: FloatArray, reach: float = 3.5
+) -> tuple[Mesh, Mesh]:
+    """Poles with an arm over the road and a housing facing the approach, and the lamp faces.
 
     Args:
         pole: (L, 3) pole feet [m, CARLA frame].
         facing: (L,) yaw the lamps face [rad, CARLA frame].
         reach: Arm length from the pole over the lanes [m].
 
-    Lamp quads carry the light index as instance and the lamp (0 red, 1 yellow, 2 green) as
-    part; the shader lights the one matching the live state.
+    Returns:
+        The poles, arms and housings (label pole and traffic light), and one quad per light for
+        its three lamps: the quad carries the light index as instance and runs its part from 0
+        (bottom) to 3 (top), so the shader draws red, yellow and green and lights the live one.
     """
     count = len(pole)
     if count == 0:
-        return Mesh.concat([])
+        return Mesh.concat([]), Mesh.concat([])
     yaw = -facing  # panda frame
     fwd = np.stack([np.cos(yaw), np.sin(yaw)], 1)
     # The arm reaches over the road: to the right of a lamp that faces oncoming traffic.
     arm_dir = np.stack([np.sin(yaw), -np.cos(yaw)], 1)
     foot = to_panda(pole)
-    parts = [
-        boxes(
-            foot,
-            np.tile([0.12, 0.12, 2.85], (count, 1)),
-            yaw,
-            (0.35, 0.36, 0.36),
-            Label.POLE,
-            Material.DIFFUSE,
-        )
-    ]
+    grey = (0.35, 0.36, 0.36)
     arm_mid = foot + np.column_stack([arm_dir * reach / 2, np.full(count, 5.45)])
-    parts.append(
-        boxes(
-            arm_mid,
-            np.column_stack(
-                [np.full(count, 0.08), np.full(count, reach / 2), np.full(count, 0.08)]
-            ),
-            yaw,
-            (0.35, 0.36, 0.36),
-            Label.POLE,
-            Material.DIFFUSE,
-        )
-    )
     center = foot + np.column_stack([arm_dir * (reach - 0.4) + fwd * 0.3, np.full(count, 4.3)])
-    parts.append(
-        boxes(
-            center,
-            np.tile([0.18, 0.22, 0.55], (count, 1)),
-            yaw,
-            (0.08, 0.08, 0.07),
-            Label.TRAFFIC_LIGHT,
-            Material.DIFFUSE,
-        )
+    frame = Mesh.concat(
+        [
+            boxes(foot, np.tile([0.12, 0.12, 2.85], (count, 1)), yaw, grey, Label.POLE, DIFFUSE),
+            boxes(
+                arm_mid,
+                np.column_stack(
+                    [np.full(count, 0.08), np.full(count, reach / 2), np.full(count, 0.08)]
+                ),
+                yaw,
+                grey,
+                Label.POLE,
+                DIFFUSE,
+            ),
+            boxes(
+                center,
+                np.tile([0.18, 0.22, 0.55], (count, 1)),
+                yaw,
+                (0.08, 0.08, 0.07),
+                Label.TRAFFIC_LIGHT,
+                DIFFUSE,
+            ),
+        ]
     )
     face = center[:, :2] + fwd * 0.19
     side = arm_dir * 0.13
-    for lamp in range(3):
-        z0 = center[:, 2] + 0.85 - 0.33 * lamp
-        lower = np.column_stack([face - side, z0 - 0.26]), np.column_stack([face + side, z0 - 0.26])
-        upper = np.column_stack([face - side, z0]), np.column_stack([face + side, z0])
-        pos = np.stack([lower[0], lower[1], upper[1], upper[0]], 1).reshape(-1, 3)
-        verts = make_vertices(
-            pos,
-            (0.1, 0.1, 0.1),
-            Label.TRAFFIC_LIGHT,
-            Material.LAMP,
-            np.repeat(np.arange(count, dtype=np.float64), 4),
-            float(lamp),
-        )
-        quads = (np.arange(count, dtype=np.uint32) * 4)[:, None, None] + np.array(
-            [[0, 1, 2], [0, 2, 3]], np.uint32
-        )
-        tris = quads.reshape(-1, 3).astype(np.uint32)
-        parts.append(Mesh(verts, orient(pos, tris, to_panda_dir(np.repeat(fwd, 2, axis=0)))))
-    return Mesh.concat(parts)
+    bottom, top = center[:, 2] - 0.07, center[:, 2] + 0.85
+    pos = np.stack(
+        [
+            np.column_stack([face - side, bottom]),
+            np.column_stack([face + side, bottom]),
+            np.column_stack([face + side, top]),
+            np.column_stack([face - side, top]),
+        ],
+        1,
+    ).reshape(-1, 3)
+    normal = np.repeat(np.column_stack([fwd, np.zeros(count)]), 4, axis=0)
+    verts = make_vertices(
+        pos,
+        (0.1, 0.1, 0.1),
+        Label.TRAFFIC_LIGHT,
+        Material.LAMP,
+        np.repeat(np.arange(count, dtype=np.float64), 4),
+        np.tile([0.0, 0.0, 3.0, 3.0], count),
+        normal,
+    )
+    quads = (np.arange(count, dtype=np.uint32) * 4)[:, None, None] + np.array(
+        [[0, 1, 2], [0, 2, 3]], np.uint32
+    )
+    tris = quads.reshape(-1, 3).astype(np.uint32)
+    lamps = Mesh(verts, orient(pos, tris, to_panda_dir(np.repeat(fwd, 2, axis=0))))
+    return frame, lamps
 
 
 def tile(mesh: Mesh, size: float) -> list[Mesh]:
@@ -368,7 +375,8 @@ _STATIC_CACHE: dict[tuple[int, float, int, float], tuple[RoadMap, dict[str, list
 def static_meshes(world: World, seed: int, tile_size: float = 128.0) -> dict[str, list[Mesh]]:
     """The static scene of a world's town, tiled, per shader group; cached per town and seed.
 
-    Groups: ``ground`` (terrain, roads, markings, sidewalks) and ``solid`` (buildings, trees,
+    Groups: ``ground`` (terrain, roads, markings, sidewalks), ``lamp`` (traffic-light lamp faces,
+    one mesh) and ``solid`` (buildings, trees,
     poles, traffic lights). Each group has its own shader variant, so no fragment pays for the
     other group's material branches.
 
@@ -386,12 +394,12 @@ def static_meshes(world: World, seed: int, tile_size: float = 128.0) -> dict[str
     props = place_props(world.raster, seed)
     layout = world.light_layout
     ground = Mesh.concat([road_mesh(roadmap), marking_mesh(roadmap), sidewalk_mesh(roadmap)])
-    solid = Mesh.concat(
-        [props_mesh(props, ground_z), traffic_light_mesh(layout.pole, layout.facing)]
-    )
+    frames, lamps = traffic_light_mesh(layout.pole, layout.facing)
+    solid = Mesh.concat([props_mesh(props, ground_z), frames])
     groups = {
         "ground": [ground_mesh(roadmap.bounds, ground_z - 0.03), *tile(ground, tile_size)],
         "solid": tile(solid, tile_size),
+        "lamp": [lamps] if len(lamps.triangles) else [],
     }
     _STATIC_CACHE[key] = (roadmap, groups)
     return groups

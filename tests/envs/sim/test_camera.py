@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterator
 
@@ -11,6 +12,7 @@ import pytest
 from envs.sim.bev import BEV_CHANNELS, bev, bev_to_rgb
 from envs.sim.camera import CameraRenderer, CameraSpec
 from envs.sim.labels import PALETTE, Label, labels_to_palette
+from envs.sim.weather import Weather
 from envs.sim.world import World, WorldConfig
 
 pytestmark = pytest.mark.render
@@ -155,6 +157,26 @@ def test_weather_changes_rgb_only(world: World, renderer: CameraRenderer) -> Non
         np.testing.assert_array_equal(other.labels, frames[0].labels)
         np.testing.assert_array_equal(other.depth, frames[0].depth)
         assert np.abs(other.rgb.astype(int) - frames[0].rgb).mean() > 5.0
+
+
+def test_every_weather_shader_variant_draws_the_scene(
+    world: World, renderer: CameraRenderer
+) -> None:
+    """Regression: a shader variant (rain x wet x night) that failed to compile dropped its
+    group silently (the wet + night ground vanished); labels must not depend on the weather."""
+    world.reset(seed=1)
+    first = None
+    for rain, wet, altitude in itertools.product((0.0, 100.0), (0.0, 100.0), (-30.0, 60.0)):
+        world.set_weather(
+            Weather.preset("ClearNoon").replace(
+                precipitation=rain, wetness=wet, sun_altitude_angle=altitude
+            )
+        )
+        labels = renderer.render(world, SPEC).labels
+        first = labels if first is None else first
+        np.testing.assert_array_equal(labels, first)
+    world.set_weather("ClearNoon")
+    assert first is not None and (first == Label.ROAD).any() and (first == Label.SKY).any()
 
 
 def test_deterministic_and_second_renderer(world: World, renderer: CameraRenderer) -> None:
