@@ -301,11 +301,24 @@ class World:
                     self._event(ActorKind.STATIC, -1, "static.building", corner, 0.0, 0.0)
                 )
                 break
-        if any(e.other_kind != ActorKind.WALKER for e in events):
-            # A solid contact stops the car where it was, as CARLA's physics would.
+        if any(self._pushes_into(e, previous) for e in events):
+            # A solid contact stops the car where it was, as CARLA's physics would. Moves
+            # that back away from what it touches are allowed, so it can never get stuck.
             self.ego = previous
             self.ego.speed = 0.0
         return events
+
+    def _pushes_into(self, event: CollisionEvent, previous: BicycleState) -> bool:
+        """Whether this tick's ego move goes deeper into a solid contact."""
+        if event.other_kind == ActorKind.WALKER:
+            return False
+        off = self.config.ego.center_offset
+        before = (
+            previous.x + off * math.cos(previous.yaw) - event.x,
+            previous.y + off * math.sin(previous.yaw) - event.y,
+        )
+        now = self.ego_center() - (event.x, event.y)
+        return bool(math.hypot(now[0], now[1]) < math.hypot(*before) + 1e-6)
 
     def _poles_near(self, x: float, y: float, radius: float) -> list[int]:
         """Poles within reach, from a coarse grid built once (poles never move)."""

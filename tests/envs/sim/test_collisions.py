@@ -85,3 +85,19 @@ def test_no_collision_driving_an_empty_lane(grid_map: RoadMap) -> None:
     world = World(grid_map, WorldConfig(vehicles=0, walkers=0))
     ego_on(world, long_lane(grid_map), 5.0)
     assert drive(world, VehicleControl(throttle=0.4), 4.0) == []
+
+
+def test_regression_ego_stuck_in_contact_can_back_away(grid_map: RoadMap) -> None:
+    """Once touching a car, every move used to be undone, freezing the ego for good."""
+    world = World(grid_map, WorldConfig(vehicles=0, walkers=0))
+    seg = long_lane(grid_map)
+    ego_on(world, seg, 10.0)
+    t = world.traffic
+    t.resize(1)
+    t.seg[0], t.s[0], t.desired[0], t.next_seg[0] = seg, 14.5, 1e-3, grid_map.successors[seg][0]
+    t.half_length[0], t.half_width[0], t.bound_radius[0] = 2.3, 0.95, 2.5
+    t.xyz, t.yaw = grid_map.pose(t.seg, t.s)
+    assert world.tick(VehicleControl(throttle=0.3)).collisions  # bumpers overlap
+    start = world.ego_center().copy()
+    drive(world, VehicleControl(throttle=0.5, reverse=True), 2.0)
+    assert np.hypot(*(world.ego_center() - start)) > 1.0
