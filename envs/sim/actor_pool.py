@@ -75,18 +75,23 @@ class ViewWedge:
 
 
 def visible(
-    xy: NDArray[np.floating], wedges: list[ViewWedge], reach: NDArray[np.floating]
+    xy: NDArray[np.floating], wedges: list[ViewWedge], reach2: NDArray[np.floating]
 ) -> NDArray[np.bool_]:
-    """Which (N, 2) positions [m] any wedge may see within ``reach`` (N,) [m] (5 m margin)."""
-    keep = np.zeros(len(xy), dtype=bool)
+    """Which (N, 2) positions [m] any wedge may see within ``sqrt(reach2)`` (N,) [m].
+
+    Positions and wedges must share one frame (CARLA's or panda's: the test is symmetric about
+    the viewing direction); the wedge has a 5 m margin on each side.
+    """
+    keep: NDArray[np.bool_] | None = None
     for w in wedges:
         d = xy - (w.x, w.y)
         c, s = math.cos(w.yaw), math.sin(w.yaw)
         proj = d @ np.array([[c, -s], [s, c]])  # (ahead, left)
         dist2 = np.einsum("ij,ij->i", d, d)
         wedge = np.abs(proj[:, 1]) < proj[:, 0] * w.tan_half + 5.0
-        keep |= (dist2 < _NEAR * _NEAR) | ((dist2 < reach * reach) & wedge)
-    return keep
+        seen = (dist2 < _NEAR * _NEAR) | ((dist2 < reach2) & wedge)
+        keep = seen if keep is None else keep | seen
+    return np.zeros(len(xy), dtype=bool) if keep is None else keep
 
 
 def _pool_size(count: int) -> int:
@@ -110,7 +115,9 @@ class ActorPools:
         self._pools: tuple[dict[int, NodePath], dict[int, NodePath]] = ({}, {})
         self._shown: list[NodePath | None] = [None, None]
         self._dyn = np.zeros((ROWS, 0, 4), np.float32)
-        self._reach = np.zeros(0)
+        self._table = np.zeros((0, 3, 4), np.float32)
+        self._key: tuple[bytes, bytes, bytes, bool] | None = None
+        self._reach2 = np.zeros(0)
 
     def _show(self, kind: int, count: int) -> None:
         """Show the smallest pool of ``kind`` (0 vehicles, 1 walkers) holding ``count``."""
@@ -141,40 +148,53 @@ class ActorPools:
             self._dyn.fill(0.0)
         return self._dyn
 
+    def _refresh(self, world: World) -> None:
+        """Rebuild the actors' size and colour rows when the actors or the lights changed."""
+        t, w = world.traffic, world.walkers
+        key = (t.shape.tobytes(), t.color.tobytes(), w.appearance.tobytes(), world.weather.is_night)
+        if key == self._key:
+            return
+        nt, nw = len(t.xyz), len(w.xyz)
+        table = np.zeros((nt + nw, 3, 4), np.float32)  # per actor: pose, size, colour rows
+        table[:nt, 1, :3] = VEHICLE_SHAPES[t.shape]
+        table[:nt, 2, :3] = _PAINT[t.color % len(_PAINT)]
+        table[:nt, 2, 3] = float(world.weather.is_night)  # lights on
+        look = w.appearance
+        table[nt:, 1, :3] = np.column_stack(
+            [np.full(nw, 0.32), np.full(nw, 0.52), 1.6 + 0.08 * (look % 4)]
+        )
+        table[nt:, 2, :3] = _SHIRTS[look % len(_SHIRTS)]
+        table[nt:, 2, 3] = 0.7 + 0.3 * ((np.arange(nw) * 0.618034) % 1.0)  # skin tone
+        table[:, 1, 3] = 1.0  # visible
+        self._table, self._key = table, key
+        self._reach2 = np.repeat(np.square([VEHICLE_RANGE, WALKER_RANGE]), [nt, nw])
+
     def update(self, world: World, ego: Transform, wedges: list[ViewWedge]) -> None:
         """Pack the ego, the visible vehicles and walkers, and the lamp states."""
-        t, w = world.traffic, world.walkers
+        self._refresh(world)
+        t, w, table = world.traffic, world.walkers, self._table
         nt = len(t.xyz)
-        if len(self._reach) != nt + len(w.xyz):
-            self._reach = np.repeat([VEHICLE_RANGE, WALKER_RANGE], [nt, len(w.xyz)])
-        keep = visible(np.concatenate([t.xyz[:, :2], w.xyz[:, :2]]), wedges, self._reach)
-        cars = np.flatnonzero(keep[:nt])
-        people = np.flatnonzero(keep[nt:] & w.active)
+        pose = table[:, 0]
+        pose[:nt, :3], pose[nt:, :3] = t.xyz, w.xyz
+        np.negative(t.yaw, out=pose[:nt, 3])
+        np.negative(w.yaw, out=pose[nt:, 3])
+        pose[:, 1] *= -1.0  # panda's frame
+        panda_wedges = [ViewWedge(v.x, -v.y, -v.yaw, v.tan_half) for v in wedges]
+        keep = visible(pose[:, :2], panda_wedges, self._reach2)
+        keep[nt:] &= w.active
+        ids = np.flatnonzero(keep)
+        n = int(np.searchsorted(ids, nt))
+        m = len(ids) - n
         states = world.lights.state
-        n, m = len(cars), len(people)
         dyn = self._texels(max(n + 1, m, len(states), 1))
-        lights = float(world.weather.is_night)
-        dyn[0, 0] = (ego.x, -ego.y, ego.z, -math.radians(ego.yaw))
-        dyn[1, 0] = (world.config.ego.length, world.config.ego.width, EGO_HEIGHT, 1.0)
-        dyn[2, 0] = (0.55, 0.05, 0.05, lights)
-        v = dyn[:, 1 : n + 1]
-        v[0, :, :3] = t.xyz[cars]
-        v[0, :, 1] *= -1.0
-        v[0, :, 3] = -t.yaw[cars]
-        v[1, :, :3] = VEHICLE_SHAPES[t.shape[cars]]
-        v[1, :, 3] = 1.0
-        v[2, :, :3] = _PAINT[t.color[cars] % len(_PAINT)]
-        v[2, :, 3] = lights
-        p = dyn[:, :m]
-        p[3, :, :3] = w.xyz[people]
-        p[3, :, 1] *= -1.0
-        p[3, :, 3] = -w.yaw[people]
-        look = w.appearance[people]
-        p[4, :, :2] = (0.32, 0.52)
-        p[4, :, 2] = 1.6 + 0.08 * (look % 4)
-        p[4, :, 3] = 1.0
-        p[5, :, :3] = _SHIRTS[look % len(_SHIRTS)]
-        p[5, :, 3] = 0.7 + 0.3 * ((people * 0.618034) % 1.0)  # skin tone, fixed per walker
+        dyn[0:3, 0] = (
+            (ego.x, -ego.y, ego.z, -math.radians(ego.yaw)),
+            (world.config.ego.length, world.config.ego.width, EGO_HEIGHT, 1.0),
+            (0.55, 0.05, 0.05, float(world.weather.is_night)),
+        )
+        chosen = table[ids].transpose(1, 0, 2)  # (3 rows, actors, 4)
+        dyn[0:3, 1 : n + 1] = chosen[:, :n]
+        dyn[3:6, :m] = chosen[:, n:]
         dyn[6, : len(states), 0] = states
         self.texture.set_ram_image(dyn)
         self._show(0, n + 1)

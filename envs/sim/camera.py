@@ -5,7 +5,8 @@ where there is one) into offscreen buffers; no ShowBase and no window. One pass 
 writes colour and the label id (in alpha) and fills the depth buffer; both are read back into
 numpy. The static town is built once; vehicles, pedestrians and lamp states are pooled meshes
 posed from a small float texture that is rewritten every frame, so a frame costs one texture
-upload, one draw per tile and two read-backs.
+upload, one draw per material group (``render_cull`` picks the visible static triangles) and
+two read-backs.
 
 Frames (see ``shaders`` for the conventions): ``rgb`` (H, W, 3) uint8; ``labels`` (H, W) uint8
 with CARLA's ids (``labels.Label``); ``depth`` (H, W) float32 planar depth along the optical
@@ -44,6 +45,7 @@ from envs.sim.actor_pool import EGO_HEIGHT, ActorPools, ViewWedge
 from envs.sim.labels import Label
 from envs.sim.mesh import Material, Mesh, make_vertices, to_geom_node
 from envs.sim.pipe import headless_pipe
+from envs.sim.render_cull import CameraPose, StaticScene
 from envs.sim.render_weather import shader_inputs, weather_look
 
 if TYPE_CHECKING:
@@ -151,6 +153,9 @@ class _View:
         self.tan_half = LVecBase2f(
             math.tan(math.radians(spec.fov) / 2), spec.height / (2 * spec.focal)
         )
+        # The sky starts 6 degrees below the horizon (NDC y); the terrain covers all lower.
+        low = math.tan(math.radians(-6.0 - spec.pitch)) / self.tan_half[1]
+        self.sky_low = float(min(max(low, -1.0), 1.0))
 
     def wedge(self, ego: Transform) -> ViewWedge:
         """Where this camera looks when mounted on ``ego`` (for culling actors)."""
@@ -185,17 +190,19 @@ class CameraRenderer:
         for order, node in enumerate(self._groups.values()):
             node.set_bin("fixed", order)  # front to back (see ``shaders.GROUPS``)
         self._shaders: dict[tuple[str, bool, bool, bool], Shader] = {}
-        for group, tiles in scene.static_meshes(world, seed).items():
-            for tile in tiles:
-                self._groups[group.upper()].attach_new_node(to_geom_node(tile, group))
+        self._static = StaticScene(
+            {group.upper(): mesh for group, mesh in scene.static_meshes(world, seed).items()},
+            self._groups,
+        )
         self._add_sky()
         self._actors = ActorPools(self._groups["VEHICLE"], self._groups["WALKER"], self.root)
         self._weather: Weather | None = None
         self._placed: _View | None = None
+        self._active: _View | None = None
 
     # -------------------------------------------------------------------------------- scene
-    def _add_sky(self, cells: tuple[int, int] = (8, 24)) -> None:
-        """The sky: a grid over the whole image at the far plane, its colour from the vertices."""
+    def _add_sky(self, cells: tuple[int, int] = (1, 1)) -> None:
+        """The sky: a quad at the far plane (the vertex shader fits it above the horizon)."""
         gx, gy = np.meshgrid(np.linspace(-1, 1, cells[0] + 1), np.linspace(-1, 1, cells[1] + 1))
         corners = np.column_stack([gx.ravel(), gy.ravel(), np.zeros(gx.size)])
         row = cells[0] + 1
@@ -250,14 +257,23 @@ class CameraRenderer:
         yaw = math.radians(ego.yaw)
         x = ego.x + math.cos(yaw) * spec.x - math.sin(yaw) * spec.y
         y = ego.y + math.sin(yaw) * spec.x + math.cos(yaw) * spec.y
-        view.camera.set_pos_hpr(
-            x, -y, ego.z + spec.z, -(ego.yaw + spec.yaw) - 90.0, spec.pitch, 0.0
+        heading = -(ego.yaw + spec.yaw) - 90.0
+        view.camera.set_pos_hpr(x, -y, ego.z + spec.z, heading, spec.pitch, 0.0)
+        self._static.update(
+            CameraPose(
+                (x, -y, ego.z + spec.z),
+                heading,
+                spec.pitch,
+                (float(view.tan_half[0]), float(view.tan_half[1])),
+                spec.focal,
+            )
         )
         root = self.root
         root.set_shader_input("cam", view.camera.get_mat())
         if view is not self._placed:  # per-view constants
             root.set_shader_input("tan_half", view.tan_half)
             root.set_shader_input("resolution", LVecBase2f(spec.width, spec.height))
+            root.set_shader_input("sky_low", view.sky_low)
             self._placed = view
         root.set_shader_input("noise_seed", LVecBase2f(self.seed % 997, world.frame % 8192))
 
@@ -266,6 +282,7 @@ class CameraRenderer:
         if view is None:
             view = _View(self, spec, len(self.views))
             self.views.append(view)
+            self._active = None  # a new buffer starts active
             self._by_spec[spec] = view
         return view
 
@@ -281,8 +298,10 @@ class CameraRenderer:
         self._apply_weather(world.weather)
         frames = []
         for view in wanted:
-            for other in self.views:
-                other.buffer.set_active(other is view)
+            if view is not self._active:  # only the drawn view's buffer renders
+                for other in self.views:
+                    other.buffer.set_active(other is view)
+                self._active = view
             self._place(view, world, ego)
             self.engine.render_frame()
             frames.append(self._read(view, world.frame))

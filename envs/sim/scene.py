@@ -2,8 +2,8 @@
 traffic-light poles, plus the pooled meshes of the dynamic actors.
 
 Everything is built once per renderer from the world's map, raster and light layout, in panda3d's
-frame (``mesh.to_panda``). Static triangles are grouped into square tiles so that panda3d culls
-whole tiles outside the view frustum; each tile is a single Geom (one draw call).
+frame (``mesh.to_panda``). Each shader group is one mesh; ``render_cull`` picks the triangles a
+camera can see every frame and draws each group with one call.
 """
 
 from __future__ import annotations
@@ -354,26 +354,11 @@ def traffic_light_mesh(
     return frame, lamps
 
 
-def tile(mesh: Mesh, size: float) -> list[Mesh]:
-    """Split a mesh into square tiles of ``size`` metres by triangle centroid."""
-    if len(mesh.triangles) == 0:
-        return []
-    centroid = mesh.vertices[mesh.triangles, :2].mean(axis=1)
-    cell = np.floor(centroid / size).astype(np.int64)
-    key = cell[:, 0] * 100_003 + cell[:, 1]
-    out = []
-    for k in np.unique(key):
-        tris = mesh.triangles[key == k]
-        used, inverse = np.unique(tris, return_inverse=True)
-        out.append(Mesh(mesh.vertices[used], inverse.reshape(-1, 3).astype(np.uint32)))
-    return out
+_STATIC_CACHE: dict[tuple[int, float, int], tuple[RoadMap, dict[str, Mesh]]] = {}
 
 
-_STATIC_CACHE: dict[tuple[int, float, int, float], tuple[RoadMap, dict[str, list[Mesh]]]] = {}
-
-
-def static_meshes(world: World, seed: int, tile_size: float = 128.0) -> dict[str, list[Mesh]]:
-    """The static scene of a world's town, tiled, per shader group; cached per town and seed.
+def static_meshes(world: World, seed: int) -> dict[str, Mesh]:
+    """The static scene of a world's town, one mesh per shader group; cached per town and seed.
 
     Groups: ``ground`` (terrain, roads, markings, sidewalks), ``lamp`` (traffic-light lamp faces,
     one mesh) and ``solid`` (buildings, trees,
@@ -383,9 +368,8 @@ def static_meshes(world: World, seed: int, tile_size: float = 128.0) -> dict[str
     Args:
         world: Source of the map, raster (prop placement) and traffic-light layout.
         seed: Seed of the buildings and trees.
-        tile_size: Side of the culling tiles [m].
     """
-    key = (id(world.map), world.raster.ppm, seed, tile_size)
+    key = (id(world.map), world.raster.ppm, seed)
     cached = _STATIC_CACHE.get(key)
     if cached is not None and cached[0] is world.map:
         return cached[1]
@@ -393,13 +377,18 @@ def static_meshes(world: World, seed: int, tile_size: float = 128.0) -> dict[str
     ground_z = float(roadmap.points[:, 2].min())
     props = place_props(world.raster, seed)
     layout = world.light_layout
-    ground = Mesh.concat([road_mesh(roadmap), marking_mesh(roadmap), sidewalk_mesh(roadmap)])
     frames, lamps = traffic_light_mesh(layout.pole, layout.facing)
-    solid = Mesh.concat([props_mesh(props, ground_z), frames])
     groups = {
-        "ground": [ground_mesh(roadmap.bounds, ground_z - 0.03), *tile(ground, tile_size)],
-        "solid": tile(solid, tile_size),
-        "lamp": [lamps] if len(lamps.triangles) else [],
+        "ground": Mesh.concat(
+            [
+                road_mesh(roadmap),
+                marking_mesh(roadmap),
+                sidewalk_mesh(roadmap),
+                ground_mesh(roadmap.bounds, ground_z - 0.03),
+            ]
+        ),
+        "solid": Mesh.concat([props_mesh(props, ground_z), frames]),
+        "lamp": lamps,
     }
     _STATIC_CACHE[key] = (roadmap, groups)
     return groups

@@ -12,14 +12,16 @@ Conventions the Python side relies on:
   (x, y, z, heading), 1 vehicle size (length, width, height, visible),
   2 vehicle colour (r, g, b, lights on), 3-5 the same for walkers (skin tone in place of
   lights), 6 traffic-light state.
-* Material ids are ``mesh.Material``; the sky is a clip-space grid at the far plane (depth 1).
+* Material ids are ``mesh.Material``; the sky is a clip-space quad at the far plane (depth 1)
+  above ``sky_low`` (NDC y a few degrees below the horizon: the terrain covers what is lower).
 
 Cost model (Mesa llvmpipe on one core, where a frame of 160x96 has about a millisecond): every
-vertex and every pixel is paid for, and both sides of a data-dependent branch are evaluated. So
-each material group and weather effect is its own compiled variant, lighting is flat and done per
-vertex (``mesh`` makes the provoking vertex carry the face normal), the sky colour is
-interpolated from a coarse grid, eye depth for fog comes free from ``gl_FragCoord.w``, and
-per-pixel work is limited to cheap patterns (windows, paving, lamps, vehicle lights).
+triangle that reaches the rasteriser costs ~0.3 us, every pixel is paid for, and both sides of a
+data-dependent branch are evaluated. So each material group and weather effect is its own
+compiled variant, lighting is flat and done per vertex (``mesh`` makes the provoking vertex carry
+the face normal), the sky is two triangles with its colour per pixel, eye depth for fog comes
+free from ``gl_FragCoord.w``, and per-pixel work is limited to cheap patterns (windows, paving,
+lamps, vehicle lights).
 """
 
 _COMMON = """
@@ -45,11 +47,21 @@ float hash(vec2 p) {
     q += dot(q, q.yzx + 33.33);
     return fract((q.x + q.y) * q.z);
 }
+
+// The sky's colour towards a unit direction; the sun's glow is cos^48 by squaring (no pow).
+vec3 sky(vec3 dir) {
+    vec3 c = mix(sky_horizon, sky_zenith, smoothstep(0.0, 0.5, dir.z));
+    float s2 = max(dot(dir, sun_dir), 0.0);
+    s2 *= s2;
+    float s4 = s2 * s2, s16 = s4 * s4 * s4 * s4;
+    return c + sun_color * 0.6 * s16 * s16 * s16;
+}
 """
 
 _VERTEX = """
 uniform mat4 p3d_ModelViewProjectionMatrix;
 uniform vec2 tan_half;
+uniform float sky_low;
 #if defined(VEHICLE) || defined(WALKER) || defined(LAMP)
 uniform sampler2D dyn;
 #endif
@@ -64,11 +76,6 @@ flat out vec3 spec;
 flat out vec3 nrm;
 out vec3 wpos;
 out vec3 lpos;
-
-vec3 sky(vec3 dir) {
-    vec3 c = mix(sky_horizon, sky_zenith, smoothstep(0.0, 0.5, dir.z));
-    return c + sun_color * 0.6 * pow(max(dot(dir, sun_dir), 0.0), 48.0);
-}
 
 void main() {
     vec3 p = p3d_Vertex.xyz;
@@ -98,9 +105,12 @@ void main() {
 #endif
     wpos = p;
 #ifdef SKY
+    // One quad from a little below the horizon (``sky_low``) to the top of the image; the
+    // colour is evaluated per pixel from the interpolated view direction.
+    p.y = mix(sky_low, 1.0, p.y * 0.5 + 0.5);
     gl_Position = vec4(p.xy, 1.0, 1.0);
-    vec3 dir = normalize(cam_fwd + p.x * tan_half.x * cam_right + p.y * tan_half.y * cam_up);
-    base = mix(sky(dir), fog_color, 1.0 - exp(-fog_k * 1000.0));
+    wpos = cam_fwd + p.x * tan_half.x * cam_right + p.y * tan_half.y * cam_up;
+    base = vec3(1.0 - exp(-fog_k * 1000.0));  // fog at the far plane
     lit = vec3(1.0);
     spec = vec3(0.0);
 #else
@@ -186,7 +196,7 @@ void main() {
     alb = tag.w > 0.5 ? vec3(0.78, 0.6, 0.48) * tag.z : (lpos.z < 0.5 ? base * 0.35 : base);
 #endif
 #ifdef SKY
-    vec3 col = base;
+    vec3 col = mix(sky(normalize(wpos)), fog_color, base.x);
 #else
     vec3 light = lit;
 #ifdef NIGHT
