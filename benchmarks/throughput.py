@@ -1,4 +1,4 @@
-"""Throughput benchmarks: ``python -m benchmarks.throughput {sim,render} [--json]``.
+"""Throughput benchmarks: ``python -m benchmarks.throughput {sim,render,env} [--json]``.
 
 Figures, not tests: run on an idle machine, and pin to one core with ``taskset -c 0`` to match
 the README's numbers. Each sub-command prints a short table, or one JSON object with ``--json``.
@@ -73,9 +73,50 @@ def run_render(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
+def run_env(args: argparse.Namespace) -> dict[str, Any]:
+    """Decision steps per second of ``segdrive/Embedded-v0`` with random actions."""
+    from envs.driving_env import DrivingEnv
+
+    town = args.xodr if args.xodr else args.town
+    env = DrivingEnv(
+        {
+            "towns": [town],
+            "vehicles": args.vehicles,
+            "walkers": args.walkers,
+            "camera_width": args.width,
+            "camera_height": args.height,
+        }
+    )
+    env.reset(seed=args.seed)
+    env.action_space.seed(args.seed)
+    resets = 0
+    start = time.perf_counter()
+    for _ in range(args.steps):
+        _, _, terminated, truncated, _ = env.step(env.action_space.sample())
+        if terminated or truncated:
+            env.reset()
+            resets += 1
+    elapsed = time.perf_counter() - start
+    env.close()
+    return {
+        "benchmark": "env",
+        "town": str(town),
+        "vehicles": args.vehicles,
+        "walkers": args.walkers,
+        "camera": f"{args.width}x{args.height}",
+        "frame_stack": env.config.frame_stack,
+        "physics_steps_per_decision": env.config.action_repeat,
+        "steps": args.steps,
+        "resets": resets,
+        "steps_per_s": args.steps / elapsed,
+        "peak_rss_mb": peak_rss_mb(),
+    }
+
+
 BENCHMARKS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
     "sim": run_sim,
     "render": run_render,
+    "env": run_env,
 }
 
 

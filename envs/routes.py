@@ -113,6 +113,15 @@ class RoutePlan:
         """Total length [m]."""
         return float(self.distance[-1])
 
+    def advance(self, index: int, x: float, y: float, window: int = 40) -> int:
+        """The plan point nearest ``(x, y)`` among the next ``window`` from ``index`` onwards.
+
+        Never moves backwards, so a route that crosses itself is followed in order.
+        """
+        ahead = self.points[index : index + window, :2]
+        d2 = (ahead[:, 0] - x) ** 2 + (ahead[:, 1] - y) ** 2
+        return index + int(np.argmin(d2))
+
     def thinned(self, spacing: float = 50.0) -> IntArray:
         """Indices of the plan the agent sees: every ``spacing`` m and at each command change."""
         change = np.flatnonzero(np.diff(self.commands) != 0) + 1

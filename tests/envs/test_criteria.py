@@ -63,12 +63,16 @@ def make_state(
     lights: tuple[tuple[TrafficLightInfo, TrafficLightState], ...] = (),
     time: float | None = None,
     vehicle_speeds: tuple[float, ...] = (),
+    vehicle_offset: float = 10.0,
 ) -> WorldState:
-    """A world state with the ego at (x, y, yaw [deg]) and nothing else unless given."""
+    """A world state with the ego at (x, y, yaw [deg]) and nothing else unless given.
+
+    Vehicles, if any, stand ``vehicle_offset`` metres ahead of the ego in x.
+    """
     n = len(vehicle_speeds)
     vehicles = Actors(
         np.arange(n, dtype=np.int64),
-        np.zeros((n, 3)),
+        np.tile([x + vehicle_offset, y, 0.0], (n, 1)),
         np.zeros(n),
         np.array(vehicle_speeds, dtype=np.float64),
         np.ones((n, 2)),
@@ -324,6 +328,14 @@ def test_min_speed_checkpoint(grid: RoadMap, plan: RoutePlan) -> None:
     assert [i.key for i in found] == ["min_speed_infractions"]
     assert found[0].value == pytest.approx(50.0)
     assert found[0].message == "Average speed is 50.0% of the surrounding traffic's one"
+
+
+def test_min_speed_ignores_traffic_far_away(grid: RoadMap, plan: RoutePlan) -> None:
+    """Only vehicles within 50 m of the ego set the pace (not cars across town)."""
+    c = RouteCriteria(plan, grid)
+    xs = [130.0 + 0.25 * i for i in range(1, 80)]
+    statuses = drive(c, xs, speed=5.0, vehicle_speeds=(8.0, 12.0), vehicle_offset=80.0)
+    assert not [i for s in statuses for i in s.new_infractions if i.key == "min_speed_infractions"]
 
 
 def test_lane_offset_is_perpendicular(grid: RoadMap) -> None:

@@ -1,0 +1,134 @@
+"""What lies ahead on the route: the next stop line and its light, vehicles, pedestrians.
+
+Shared by the shaped reward (its target speed drops before hazards) and the autopilot (which
+brakes for them). Works on any backend's ``WorldState`` and the route's dense plan.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from envs.backends.base import Actors, TrafficLightInfo, WorldState
+from envs.routes import RoutePlan
+from envs.sim.roadmap import RoadMap
+from envs.types import TrafficLightState
+
+CORRIDOR = 1.6  # [m] half width of the path swept ahead of the ego (plus the other's half width)
+LOOKAHEAD = 40.0  # [m] how far along the route hazards are searched
+_SAMPLE = 2.0  # [m] spacing of the corridor samples
+# [s] actors are also checked where they will be after these times, at constant velocity
+VEHICLE_PREDICTION = (0.0, 0.5, 1.0, 1.5, 2.0)
+WALKER_PREDICTION = (0.0, 0.5, 1.0, 1.5)
+
+
+@dataclass(frozen=True)
+class Hazards:
+    """Distances are along the route from the ego's front bumper [m]; ``inf`` when none.
+
+    Attributes:
+        light_distance: To the next stop line on the route.
+        light_state: State of that light (``UNKNOWN`` when none).
+        vehicle_gap: To the nearest vehicle in the corridor ahead.
+        vehicle_speed: That vehicle's speed [m/s].
+        walker_gap: To the nearest pedestrian in the corridor ahead.
+    """
+
+    light_distance: float = math.inf
+    light_state: TrafficLightState = TrafficLightState.UNKNOWN
+    vehicle_gap: float = math.inf
+    vehicle_speed: float = 0.0
+    walker_gap: float = math.inf
+
+
+class RouteHazards:
+    """Locates a route's stop lines once, then finds hazards ahead each tick."""
+
+    def __init__(
+        self, plan: RoutePlan, roadmap: RoadMap, lights: tuple[TrafficLightInfo, ...]
+    ) -> None:
+        self.plan = plan
+        road_lane = np.array([(roadmap.keys[s][0], roadmap.keys[s][2]) for s in plan.segments])
+        stops: list[tuple[int, int]] = []  # (plan index, light index)
+        for light_index, light in enumerate(lights):
+            for line in light.stop_lines:
+                # Only plan points on the governed lane: the junction lane that follows
+                # starts at the same spot and must not be mistaken for it.
+                on_lane = np.flatnonzero(
+                    (road_lane[:, 0] == line.road_id) & (road_lane[:, 1] == line.lane_id)
+                )
+                if len(on_lane) == 0:
+                    continue
+                centre = (np.asarray(line.start) + np.asarray(line.end)) / 2.0
+                d = np.hypot(*(plan.points[on_lane, :2] - centre).T)
+                near = int(np.argmin(d))
+                if d[near] < 2.5:
+                    stops.append((int(on_lane[near]), light_index))
+        stops.sort()
+        self.stop_index = np.array([s[0] for s in stops], dtype=np.int64)
+        self.stop_light = np.array([s[1] for s in stops], dtype=np.int64)
+
+    def ahead(self, state: WorldState, index: int) -> Hazards:
+        """Hazards ahead of the ego, which is at plan point ``index``."""
+        plan = self.plan
+        front = state.ego.length / 2.0
+        here = plan.distance[index] + front
+        light_distance, light_state = math.inf, TrafficLightState.UNKNOWN
+        upcoming = np.flatnonzero(plan.distance[self.stop_index] >= here - 0.5)
+        if len(upcoming):
+            k = int(upcoming[0])
+            light_distance = float(plan.distance[self.stop_index[k]] - here)
+            light_state = state.light_state(int(self.stop_light[k]))
+        end = int(np.searchsorted(plan.distance, plan.distance[index] + LOOKAHEAD))
+        step = max(
+            1, round(_SAMPLE / max(plan.distance[-1] / max(len(plan.distance) - 1, 1), 1e-6))
+        )
+        samples = np.arange(index, min(end + 1, len(plan.points)), step)
+        vehicle_gap, vehicle_speed = _nearest_in_corridor(
+            plan, samples, state.vehicles, here, VEHICLE_PREDICTION
+        )
+        walker_gap, _ = _nearest_in_corridor(plan, samples, state.walkers, here, WALKER_PREDICTION)
+        return Hazards(light_distance, light_state, vehicle_gap, vehicle_speed, walker_gap)
+
+
+def _predicted(actors: Actors, horizons: tuple[float, ...]) -> Actors:
+    """The actors now and where they will be after each horizon [s] at constant velocity."""
+    yaw = np.radians(actors.yaw)
+    step = np.stack([np.cos(yaw), np.sin(yaw), np.zeros_like(yaw)], axis=1) * actors.speed[:, None]
+    return Actors(
+        np.tile(actors.ids, len(horizons)),
+        np.concatenate([actors.xyz + step * h for h in horizons]),
+        np.tile(actors.yaw, len(horizons)),
+        np.tile(actors.speed, len(horizons)),
+        np.tile(actors.extent, (len(horizons), 1)),
+    )
+
+
+def _nearest_in_corridor(
+    plan: RoutePlan, samples: np.ndarray, actors: Actors, here: float, horizons: tuple[float, ...]
+) -> tuple[float, float]:
+    """Gap along the route to the nearest actor in the corridor, now or soon."""
+    if len(actors) == 0 or len(samples) == 0:
+        return math.inf, 0.0
+    actors = _predicted(actors, horizons)
+    pts = plan.points[samples, :2]
+    lo, hi = pts.min(axis=0) - 4.0, pts.max(axis=0) + 4.0
+    xy = actors.xyz[:, :2]
+    box = np.flatnonzero(
+        (xy[:, 0] > lo[0]) & (xy[:, 0] < hi[0]) & (xy[:, 1] > lo[1]) & (xy[:, 1] < hi[1])
+    )
+    if len(box) == 0:
+        return math.inf, 0.0
+    d = np.hypot(pts[:, None, 0] - xy[None, box, 0], pts[:, None, 1] - xy[None, box, 1])
+    reach = CORRIDOR + np.minimum(actors.extent[box, 1] / 2.0, 1.2)
+    inside = d < reach[None, :]
+    hit = inside.any(axis=0)
+    if not hit.any():
+        return math.inf, 0.0
+    first = np.argmax(inside, axis=0)  # first sample of each actor's contact
+    along = plan.distance[samples[first]] - here - actors.extent[box, 0] / 2.0
+    along = np.where(hit, along, np.inf)
+    best = int(np.argmin(along))
+    return max(float(along[best]), 0.0), float(actors.speed[box[best]])

@@ -1,0 +1,123 @@
+"""Observations: stacked camera frames plus measurements (speed, last control, route targets,
+high-level command)."""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+
+import numpy as np
+from gymnasium import spaces
+from numpy.typing import NDArray
+
+from envs.backends.base import CameraFrame, WorldState
+from envs.config import EnvConfig
+from envs.routes import RoadOption, RoutePlan
+
+COMMANDS = (
+    RoadOption.LEFT,
+    RoadOption.RIGHT,
+    RoadOption.STRAIGHT,
+    RoadOption.LANEFOLLOW,
+    RoadOption.CHANGELANELEFT,
+    RoadOption.CHANGELANERIGHT,
+)
+TARGET_RANGE = 100.0  # [m] route targets are clipped to this box around the ego
+SPEED_RANGE = 60.0  # [m/s] bound of the speed measurement
+
+
+class ObservationBuilder:
+    """Keeps the frame stack and builds the ``Dict`` observation.
+
+    Keys: ``image`` uint8 (channels x stack, H, W) channel-first; ``speed`` (1,) [m/s];
+    ``control`` (3,) last steer, throttle, brake; ``targets`` (2N,) the next N thinned route
+    points in the ego frame, flattened as x0, y0, x1, y1... (x forward, y right) [m];
+    ``command`` (6,) one-hot of LEFT, RIGHT, STRAIGHT, LANEFOLLOW, CHANGELANELEFT,
+    CHANGELANERIGHT.
+    """
+
+    def __init__(self, config: EnvConfig) -> None:
+        self.config = config
+        if config.image == "bev":
+            from envs.sim.bev import BEV_CHANNELS
+
+            self.channels, height, width = len(BEV_CHANNELS), config.bev_size, config.bev_size
+        else:
+            self.channels = 3 if config.image == "rgb" else 1
+            height, width = config.camera_height, config.camera_width
+        shape = (self.channels * config.frame_stack, height, width)
+        self.space = spaces.Dict(
+            {
+                "image": spaces.Box(0, 255, shape=shape, dtype=np.uint8),
+                "speed": spaces.Box(-SPEED_RANGE, SPEED_RANGE, shape=(1,), dtype=np.float32),
+                "control": spaces.Box(
+                    np.array([-1, 0, 0], np.float32), np.ones(3, np.float32), dtype=np.float32
+                ),
+                "targets": spaces.Box(
+                    -TARGET_RANGE, TARGET_RANGE, shape=(2 * config.num_targets,), dtype=np.float32
+                ),
+                "command": spaces.Box(0.0, 1.0, shape=(len(COMMANDS),), dtype=np.float32),
+            }
+        )
+        self._frames: deque[NDArray[np.uint8]] = deque(maxlen=config.frame_stack)
+        self._thin = np.zeros(1, dtype=np.int64)
+        self._plan: RoutePlan | None = None
+
+    def reset(self, plan: RoutePlan) -> None:
+        """New route: clear the frame stack."""
+        self._plan = plan
+        self._thin = plan.thinned()
+        self._frames.clear()
+
+    def image_of(self, frame: CameraFrame | NDArray[np.uint8]) -> NDArray[np.uint8]:
+        """One frame as channel-first uint8 (a camera frame, or BEV masks (C, H, W) in {0, 1})."""
+        if isinstance(frame, CameraFrame):
+            if self.config.image == "labels":
+                return frame.labels[None, :, :]
+            return np.ascontiguousarray(frame.rgb.transpose(2, 0, 1))
+        return (frame * np.uint8(255)).astype(np.uint8)
+
+    def build(
+        self, state: WorldState, image: NDArray[np.uint8], index: int
+    ) -> dict[str, np.ndarray]:
+        """The observation after a decision step; ``index`` is the ego's plan point."""
+        if not self._frames:
+            for _ in range(self.config.frame_stack - 1):
+                self._frames.append(image)
+        self._frames.append(image)
+        control = state.ego.control
+        return {
+            "image": np.concatenate(self._frames, axis=0),
+            "speed": np.clip([state.ego.speed], -SPEED_RANGE, SPEED_RANGE).astype(np.float32),
+            "control": np.array([control.steer, control.throttle, control.brake], dtype=np.float32),
+            "targets": self._targets(state, index),
+            "command": self._command(index),
+        }
+
+    def _upcoming(self, index: int) -> NDArray[np.int64]:
+        ahead = self._thin[self._thin > index]
+        if len(ahead) == 0:
+            ahead = self._thin[-1:]
+        n = self.config.num_targets
+        return np.concatenate([ahead[:n], np.repeat(ahead[-1:], max(0, n - len(ahead)))])
+
+    def _targets(self, state: WorldState, index: int) -> NDArray[np.float32]:
+        assert self._plan is not None
+        ego = state.ego.transform
+        yaw = math.radians(ego.yaw)
+        rel = self._plan.points[self._upcoming(index), :2] - (ego.x, ego.y)
+        forward = rel[:, 0] * math.cos(yaw) + rel[:, 1] * math.sin(yaw)
+        right = -rel[:, 0] * math.sin(yaw) + rel[:, 1] * math.cos(yaw)
+        local = np.stack([forward, right], axis=1)
+        return np.clip(local, -TARGET_RANGE, TARGET_RANGE).astype(np.float32).reshape(-1)
+
+    def _command(self, index: int) -> NDArray[np.float32]:
+        assert self._plan is not None
+        # Inside a turn or lane change: that command; on a lane: the next one coming up.
+        command = int(self._plan.commands[index])
+        if command == RoadOption.LANEFOLLOW:
+            command = int(self._plan.commands[self._upcoming(index)[0]])
+        one_hot = np.zeros(len(COMMANDS), dtype=np.float32)
+        if command in COMMANDS:
+            one_hot[COMMANDS.index(RoadOption(command))] = 1.0
+        return one_hot

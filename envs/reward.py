@@ -1,0 +1,83 @@
+"""Rewards, as named terms; the scalar is their sum (weights are part of each term).
+
+``shaped`` (after Toromanoff et al. 2020 and Roach, Zhang et al. 2021): a speed term that asks
+for ``target_speed`` but drops to a stop before a red light, a vehicle or a pedestrian ahead;
+penalties for lateral and heading deviation from the route; -1 when the episode fails.
+``simple`` (after CaRL, Jaeger et al. 2025): route progress, discounted by the soft penalties
+of the infractions so far, and -1 when the episode fails.
+"""
+
+from __future__ import annotations
+
+import math
+
+from envs.hazards import Hazards
+from envs.types import TrafficLightState
+
+COMFORT_DECEL = 2.5  # [m/s^2] deceleration the target speed profile assumes before a hazard
+STOP_MARGIN = {"light": 2.0, "vehicle": 5.0, "walker": 6.0}  # [m] where the profile ends at 0
+MAX_LATERAL = 2.0  # [m] lateral error at which the lateral term bottoms out
+MAX_HEADING = math.pi / 2  # [rad] heading error at which the heading term bottoms out
+
+
+def desired_speed(target_speed: float, hazards: Hazards, speed: float) -> float:
+    """Target speed, lowered so the car can stop before what is ahead [m/s]."""
+    limit = target_speed
+    stop_for_light = hazards.light_state == TrafficLightState.RED or (
+        hazards.light_state == TrafficLightState.YELLOW
+        and speed * speed < 2 * COMFORT_DECEL * max(hazards.light_distance, 0.0)
+    )
+    gaps = [
+        (hazards.vehicle_gap, STOP_MARGIN["vehicle"]),
+        (hazards.walker_gap, STOP_MARGIN["walker"]),
+    ]
+    if stop_for_light:
+        gaps.append((hazards.light_distance, STOP_MARGIN["light"]))
+    for gap, margin in gaps:
+        if math.isfinite(gap):
+            limit = min(limit, math.sqrt(2 * COMFORT_DECEL * max(gap - margin, 0.0)))
+    return limit
+
+
+def shaped_reward(
+    speed: float,
+    lateral: float,
+    heading: float,
+    hazards: Hazards,
+    target_speed: float,
+    failed: bool,
+) -> dict[str, float]:
+    """Named terms of the shaped reward.
+
+    Args:
+        speed: Ego speed [m/s].
+        lateral: Distance from the route [m].
+        heading: Heading error to the route [rad].
+        hazards: What lies ahead.
+        target_speed: Cruise speed [m/s].
+        failed: The episode just ended in failure (collision, red light, deviation, blocked).
+    """
+    wanted = desired_speed(target_speed, hazards, speed)
+    return {
+        "speed": 1.0 - abs(speed - wanted) / target_speed,
+        "lateral": -min(abs(lateral), MAX_LATERAL) / MAX_LATERAL,
+        "heading": -min(abs(float(heading)), MAX_HEADING) / MAX_HEADING,
+        "terminal": -1.0 if failed else 0.0,
+    }
+
+
+def simple_reward(
+    progress: float, route_length: float, penalty: float, failed: bool
+) -> dict[str, float]:
+    """Named terms of the progress reward.
+
+    Args:
+        progress: Metres of route completed this step.
+        route_length: Route length [m]; the progress term sums to about 100 over a route.
+        penalty: Product of the soft penalties of the infractions so far, in (0, 1].
+        failed: The episode just ended in failure.
+    """
+    return {
+        "progress": 100.0 * progress / max(route_length, 1.0) * penalty,
+        "terminal": -1.0 if failed else 0.0,
+    }

@@ -1,0 +1,122 @@
+"""The Gymnasium environment: API contracts, determinism, termination, bad input."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+import envs  # noqa: F401  (registers the ids)
+from envs.driving_env import DrivingEnv
+
+SMALL = {"vehicles": 5, "walkers": 5, "route_length": (150.0, 250.0)}
+
+
+@pytest.fixture(scope="module")
+def env() -> DrivingEnv:
+    e = DrivingEnv(SMALL)
+    yield e
+    e.close()
+
+
+def test_registered_ids_make_the_env() -> None:
+    made = gym.make("segdrive/Embedded-v0", vehicles=0, walkers=0)
+    assert made.unwrapped.config.backend == "embedded"
+    assert gym.spec("segdrive/Carla-v0").kwargs["backend_name"] == "carla"
+    made.close()
+
+
+@pytest.mark.parametrize("action", ["continuous", "continuous_accel", "discrete"])
+def test_passes_gymnasium_and_sb3_checkers(action: str) -> None:
+    e = DrivingEnv({**SMALL, "action": action})
+    check_env(e, skip_render_check=True)
+    sb3_check_env(e, warn=False)
+    if action == "discrete":
+        assert e.action_space.n == 28
+    e.close()
+    e.close()  # idempotent
+
+
+def test_observation_layout(env: DrivingEnv) -> None:
+    obs, info = env.reset(seed=1)
+    assert obs["image"].shape == (12, 96, 160) and obs["image"].dtype == np.uint8
+    assert obs["targets"].shape == (6,)
+    assert obs["command"].sum() == 1.0
+    assert obs["targets"][0] > 0.0  # the next target is ahead of the car
+    assert info["route_length"] > 100.0 and info["status"] == "running"
+
+
+def rollout(seed: int, steps: int = 40) -> list[np.ndarray]:
+    e = DrivingEnv(SMALL)
+    obs, _ = e.reset(seed=seed)
+    actions = np.random.default_rng(seed).uniform(-1, 1, size=(steps, 3)).astype(np.float32)
+    out = [obs["image"], obs["targets"]]
+    for a in actions:
+        obs, reward, term, trunc, _ = e.step(a)
+        out += [obs["image"], obs["targets"], np.array([reward])]
+        if term or trunc:
+            break
+    e.close()
+    return out
+
+
+def test_same_seed_same_rollout() -> None:
+    first, second = rollout(7), rollout(7)
+    assert len(first) == len(second)
+    assert all(np.array_equal(a, b) for a, b in zip(first, second, strict=True))
+
+
+def test_nan_and_out_of_range_actions_are_clipped_and_counted(env: DrivingEnv) -> None:
+    env.reset(seed=2)
+    _, _, _, _, info = env.step(np.array([np.nan, 5.0, -np.inf], dtype=np.float32))
+    assert info["invalid_actions"] >= 1
+    assert np.isfinite(info["speed"])
+
+
+def test_driving_into_a_wall_terminates_with_a_layout_collision() -> None:
+    e = DrivingEnv({**SMALL, "vehicles": 0, "walkers": 0})
+    e.reset(seed=3)
+    for _ in range(300):
+        _, _reward, terminated, truncated, info = e.step(np.array([1.0, 1.0, -1.0], np.float32))
+        if terminated or truncated:
+            break
+    assert terminated and not truncated
+    assert "collisions_layout" in info["infractions"]
+    assert info["reward_terms"]["terminal"] == -1.0
+    e.close()
+
+
+def test_reward_terms_are_named_and_summed(env: DrivingEnv) -> None:
+    env.reset(seed=4)
+    _, reward, _, _, info = env.step(env.action_space.sample())
+    assert set(info["reward_terms"]) == {"speed", "lateral", "heading", "terminal"}
+    assert reward == pytest.approx(sum(info["reward_terms"].values()))
+
+
+def test_unknown_config_key_is_named() -> None:
+    with pytest.raises(ValueError, match="vehicels"):
+        DrivingEnv({"vehicels": 3})
+    with pytest.raises(ValueError, match="Sunny"):
+        DrivingEnv({"weathers": ["Sunny"]})
+
+
+def test_vector_envs() -> None:
+    from stable_baselines3.common.vec_env import SubprocVecEnv
+
+    def make(rank: int):
+        return lambda: DrivingEnv({**SMALL, "vehicles": 2, "walkers": 2})
+
+    # Fork would copy an initialised EGL context into the children: spawn them fresh.
+    vec = SubprocVecEnv([make(i) for i in range(2)], start_method="spawn")
+    vec.seed(0)
+    obs = vec.reset()
+    assert obs["image"].shape == (2, 12, 96, 160)
+    obs, rewards, _dones, infos = vec.step(np.zeros((2, 3), np.float32))
+    assert rewards.shape == (2,) and len(infos) == 2
+    vec.close()
+    sync = gym.vector.SyncVectorEnv([make(0), make(1)])
+    obs, _ = sync.reset(seed=0)
+    assert obs["speed"].shape == (2, 1)
+    sync.close()
