@@ -216,22 +216,21 @@ class Traffic:
         p = self.params
         if self.needs_obstacles:
             path, curvature = self._corridor()
-            self._gap, self._gap_speed = self._leaders(
-                path, obstacles, obstacle_speed, obstacle_radius
-            )
+            gap, speed = self._leaders(path, obstacles, obstacle_speed, obstacle_radius)
+            # A stop line to respect is a standing obstacle.
+            light_gap = self._stop_line_gap(light_state)
+            use_light = light_gap < gap
+            self._gap = np.where(use_light, light_gap, gap)
+            self._gap_speed = np.where(use_light, 0.0, speed)
             self._curve_speed = np.sqrt(
                 p.lateral_accel / np.maximum(curvature[:, :4].max(axis=1), 1e-4)
             )
+            self._break_gridlock(dt * min(self._since_look, p.perception_interval))
             self._since_look = 0
         else:  # between looks, drivers extrapolate the gap at the last seen closing speed
             self._gap = self._gap - (self.speed - self._gap_speed) * dt
         self._since_look += 1
-        self._break_gridlock(dt)
         lead_gap, lead_speed = self._gap, self._gap_speed
-        light_gap = self._stop_line_gap(light_state)
-        use_light = light_gap < lead_gap
-        lead_gap = np.where(use_light, light_gap, lead_gap)
-        lead_speed = np.where(use_light, 0.0, lead_speed)
         self.leader_gap = lead_gap
         v0 = np.minimum(self.desired, self._curve_speed)
         v = self.speed
