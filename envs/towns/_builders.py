@@ -381,6 +381,9 @@ def _clear_marks(road: xodr.Road) -> None:
             lane.roadmark = [NO_MARK.build()]
 
 
+GEO_REFERENCE = "+proj=tmerc +lat_0=0 +lon_0=0 +k=1 +x_0=0 +y_0=0 +datum=WGS84 +units=m +no_defs"
+
+
 def write_xodr(odr: xodr.OpenDrive, path: Path) -> None:
     """Write an OpenDRIVE file deterministically (fixed header date).
 
@@ -392,6 +395,10 @@ def write_xodr(odr: xodr.OpenDrive, path: Path) -> None:
     header = root.find("header")
     if header is not None:
         header.set("date", FIXED_HEADER_DATE)
+        # A local transverse Mercator origin, as CARLA's towns carry; without one carla.Map
+        # prints a warning on every load.
+        geo = ET.SubElement(header, "geoReference")
+        geo.text = GEO_REFERENCE
     ET.indent(root, space="  ")
     text = ET.tostring(root, encoding="unicode")
     path.parent.mkdir(parents=True, exist_ok=True)
