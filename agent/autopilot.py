@@ -17,10 +17,10 @@ import numpy as np
 from envs.backends.base import TrafficLightInfo, WorldState
 from envs.driving_env import DrivingEnv
 from envs.hazards import Hazards, RouteHazards
-from envs.reward import desired_speed
+from envs.reward import COMFORT_DECEL, desired_speed
 from envs.routes import RoutePlan
 from envs.sim.roadmap import RoadMap
-from envs.types import VehicleControl
+from envs.types import TrafficLightState, VehicleControl
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ class AutopilotParams:
         noise_hold: Steps each noise sample is held.
     """
 
-    cruise_speed: float = 9.0
+    cruise_speed: float = 10.0
     lateral_accel: float = 2.0
     lookahead_gain: float = 0.6
     lookahead_min: float = 4.0
@@ -56,6 +56,7 @@ class AutopilotParams:
     noise_hold: int = 10
 
 
+STOP_DECEL = 6.0  # [m/s^2] deceleration that full brake is taken to give when stopping
 YIELD_DISTANCE = 10.0  # [m] from the junction entry where the yield check starts
 YIELD_HORIZON = 3.0  # [s] how far ahead crossing traffic is predicted
 
@@ -121,10 +122,34 @@ class Autopilot:
                 if self._yield_gap < 2.0
                 else min(target, math.sqrt(2.5 * (self._yield_gap - 1.0)))
             )
-        if self.index >= len(self.plan.points) - 2:
-            target = 0.0
+        # Arrive at the route's end, rather than run on into whatever lies beyond it.
+        remaining = self.plan.length - self.plan.distance[self.index]
+        target = min(target, math.sqrt(2.0 * COMFORT_DECEL * max(remaining - 1.0, 0.0)))
         throttle, brake = self._pedals(state.ego.speed, target, dt)
+        stop_brake = self._stop_line_brake(state.ego.speed, hazards)
+        if stop_brake > brake:
+            throttle, brake = 0.0, stop_brake
         return VehicleControl(throttle=throttle, steer=steer, brake=brake)
+
+    def _stop_line_brake(self, speed: float, hazards: Hazards) -> float:
+        """Brake that stops the car before a stop line it has decided to stop at.
+
+        The speed controller alone brakes in proportion to overspeed, which can carry the car
+        over the line; this asks for the deceleration the remaining distance needs.
+        """
+        state = hazards.light_state
+        distance = hazards.light_distance - 1.0
+        if not math.isfinite(distance) or state not in (
+            TrafficLightState.RED,
+            TrafficLightState.YELLOW,
+        ):
+            return 0.0
+        if state == TrafficLightState.YELLOW and speed * speed >= 2 * COMFORT_DECEL * max(
+            distance, 0.0
+        ):
+            return 0.0  # too close to stop comfortably: go through on yellow
+        needed = speed * speed / (2.0 * max(distance, 0.3))
+        return float(min(1.0, needed / STOP_DECEL)) if needed > 0.5 else 0.0
 
     def _must_yield(self, state: WorldState) -> bool:
         """Before an unsignalised junction, wait while traffic there would cross our path.

@@ -63,9 +63,12 @@ class RouteHazards:
                     continue
                 centre = (np.asarray(line.start) + np.asarray(line.end)) / 2.0
                 d = np.hypot(*(plan.points[on_lane, :2] - centre).T)
-                near = int(np.argmin(d))
-                if d[near] < 2.5:
-                    stops.append((int(on_lane[near]), light_index))
+                close = np.flatnonzero(d < 2.5)
+                # A route that loops may pass the same stop line more than once.
+                for run in np.split(close, np.flatnonzero(np.diff(on_lane[close]) > 5) + 1):
+                    if len(run):
+                        best = run[int(np.argmin(d[run]))]
+                        stops.append((int(on_lane[best]), light_index))
         stops.sort()
         self.stop_index = np.array([s[0] for s in stops], dtype=np.int64)
         self.stop_light = np.array([s[1] for s in stops], dtype=np.int64)
