@@ -9,18 +9,20 @@ and checks that the environment is drivable.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
 import numpy as np
 
-from envs.backends.base import TrafficLightInfo, WorldState
+from envs.backends.base import EpisodeSpec, SimulatorBackend, TrafficLightInfo, WorldState
+from envs.criteria import CriteriaStatus, RouteCriteria
 from envs.driving_env import DrivingEnv
 from envs.hazards import Hazards, RouteHazards
 from envs.reward import COMFORT_DECEL, desired_speed
 from envs.routes import RoutePlan
 from envs.sim.roadmap import RoadMap
-from envs.types import TrafficLightState, VehicleControl
+from envs.types import TrafficLightState, Transform, VehicleControl
 
 
 @dataclass(frozen=True)
@@ -124,7 +126,7 @@ class Autopilot:
             )
         # Arrive at the route's end, rather than run on into whatever lies beyond it.
         remaining = self.plan.length - self.plan.distance[self.index]
-        target = min(target, math.sqrt(2.0 * COMFORT_DECEL * max(remaining - 1.0, 0.0)))
+        target = min(target, math.sqrt(2.0 * COMFORT_DECEL * (remaining + 1.0)))
         throttle, brake = self._pedals(state.ego.speed, target, dt)
         stop_brake = self._stop_line_brake(state.ego.speed, hazards)
         if stop_brake > brake:
@@ -245,3 +247,23 @@ class AutopilotAgent:
         """The action for the env's current state."""
         control = self.pilot.run_step(self.env.world_state)
         return self.env.actions.from_control(control)
+
+
+def drive_plan(
+    backend: SimulatorBackend, plan: RoutePlan, spec: EpisodeSpec, pilot: Autopilot | None = None
+) -> CriteriaStatus:
+    """Drive ``plan`` with the autopilot from the plan's start until the criteria end it.
+
+    ``spec.ego`` is ignored: the ego starts at the plan's first point.
+    """
+    x, y, z = (float(v) for v in plan.points[0])
+    start = Transform(x, y, z, math.degrees(plan.yaw[0]))
+    state = backend.reset(dataclasses.replace(spec, ego=start))
+    pilot = pilot or Autopilot()
+    pilot.reset(plan, backend.road_map, state.lights)
+    criteria = RouteCriteria(plan, backend.road_map)
+    status = criteria.update(state)
+    while not status.done:
+        state = backend.tick(pilot.run_step(state, backend.dt))
+        status = criteria.update(state)
+    return status

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import sys
 import time
 from typing import Any
@@ -17,10 +16,9 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from agent.autopilot import Autopilot
+from agent.autopilot import drive_plan
 from envs.backends.base import EpisodeSpec
 from envs.backends.embedded import EmbeddedBackend
-from envs.criteria import RouteCriteria
 from envs.planner import RoutePlanner
 from envs.types import Transform
 
@@ -36,18 +34,10 @@ def drive_route(
 ) -> dict[str, Any]:
     """One random route; returns its completion, infractions and status."""
     plan = planner.plan(planner.random_keypoints(rng, args.min_length, args.max_length))
-    x, y, z = (float(v) for v in plan.points[0])
-    start = Transform(x, y, z, math.degrees(plan.yaw[0]))
-    state = backend.reset(
-        EpisodeSpec(seed=seed, ego=start, vehicles=args.vehicles, walkers=args.walkers)
+    spec = EpisodeSpec(
+        seed=seed, ego=Transform(0.0, 0.0), vehicles=args.vehicles, walkers=args.walkers
     )
-    pilot = Autopilot()
-    pilot.reset(plan, backend.road_map, state.lights)
-    criteria = RouteCriteria(plan, backend.road_map)
-    status = criteria.update(state)
-    while not status.done:
-        state = backend.tick(pilot.run_step(state))
-        status = criteria.update(state)
+    status = drive_plan(backend, plan, spec)
     keys = [i.key for i in status.infractions]
     serious = [k for k in keys if k in SERIOUS]
     return {

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytest
 
-from agent.autopilot import Autopilot, AutopilotAgent
+from agent.autopilot import AutopilotAgent, drive_plan
 from envs.backends.base import EpisodeSpec
 from envs.backends.embedded import EmbeddedBackend
-from envs.criteria import RouteCriteria
 from envs.driving_env import DrivingEnv
 from envs.planner import RoutePlanner
 from envs.types import Transform
@@ -20,18 +17,11 @@ from envs.types import Transform
 def test_autopilot_completes_routes_without_infractions(town: str) -> None:
     backend = EmbeddedBackend(town)
     planner = RoutePlanner(backend.road_map)
-    pilot = Autopilot()
     rng = np.random.default_rng(0)
     for episode in range(2):
         plan = planner.plan(planner.random_keypoints(rng, 300, 600))
-        start = Transform(*plan.points[0], yaw=math.degrees(plan.yaw[0]))
-        state = backend.reset(EpisodeSpec(seed=episode, ego=start, vehicles=30, walkers=30))
-        pilot.reset(plan, backend.road_map, state.lights)
-        criteria = RouteCriteria(plan, backend.road_map)
-        status = criteria.update(state)
-        while not status.done:
-            state = backend.tick(pilot.run_step(state))
-            status = criteria.update(state)
+        spec = EpisodeSpec(seed=episode, ego=Transform(0.0, 0.0), vehicles=30, walkers=30)
+        status = drive_plan(backend, plan, spec)
         serious = [
             i.key
             for i in status.infractions
