@@ -320,7 +320,3 @@ class Traffic:
                 self.seg[i] = nxt
                 self.next_seg[i] = self._choose_next(rng, nxt)
             self._refresh_stop(int(i))
-
-    def stop(self, index: int) -> None:
-        """Bring a vehicle to rest at once (after a collision)."""
-        self.speed[index] = 0.0

@@ -275,7 +275,8 @@ class World:
                         ActorKind.VEHICLE, int(i), "vehicle.npc", t.xyz[i, :2], t.speed[i], t.yaw[i]
                     )
                 )
-                t.stop(int(i))
+                # No forced stop for the NPC: its own driver model brakes when the ego is
+                # in its path and drives clear when it is not (a forced stop deadlocked both).
         w = self.walkers
         reach2 = (radius + self.config.walker.radius) ** 2
         near = np.nonzero(((w.xyz[:, 0] - cx) ** 2 + (w.xyz[:, 1] - cy) ** 2 < reach2) & w.active)[

@@ -101,3 +101,26 @@ def test_regression_ego_stuck_in_contact_can_back_away(grid_map: RoadMap) -> Non
     start = world.ego_center().copy()
     drive(world, VehicleControl(throttle=0.5, reverse=True), 2.0)
     assert np.hypot(*(world.ego_center() - start)) > 1.0
+
+
+def test_regression_npc_grazing_the_ego_drives_clear(grid_map: RoadMap) -> None:
+    """NPCs used to be frozen on every contact tick, so a graze left both cars stuck."""
+    world = World(grid_map, WorldConfig(vehicles=0, walkers=0))
+    seg = long_lane(grid_map)
+    ego_on(world, seg, 30.0)
+    t = world.traffic
+    t.resize(1)
+    t.seg[0], t.s[0], t.desired[0], t.next_seg[0] = seg, 30.0, 8.0, grid_map.successors[seg][0]
+    t.half_length[0], t.half_width[0], t.bound_radius[0] = 2.3, 0.95, 2.5
+    t.xyz, t.yaw = grid_map.pose(t.seg, t.s)
+    # The ego's nose rests against the NPC's rear quarter, at an angle (a roundabout merge).
+    heading = np.array([np.cos(t.yaw[0]), np.sin(t.yaw[0])])
+    left = np.array([np.sin(t.yaw[0]), -np.cos(t.yaw[0])])
+    center = t.xyz[0, :2] - 3.0 * heading + 1.6 * left
+    yaw = float(t.yaw[0]) + np.radians(25.0)
+    back = world.config.ego.center_offset
+    world.ego.x, world.ego.y = center - back * np.array([np.cos(yaw), np.sin(yaw)])
+    world.ego.yaw = yaw
+    events = drive(world, VehicleControl(brake=1.0), 4.0)
+    assert events  # they touched
+    assert t.s[0] > 40.0  # and the NPC went on its way
