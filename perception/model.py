@@ -1,0 +1,312 @@
+"""The perception network: ResNet-style encoder, U-Net segmentation decoder, affordance heads.
+
+After Toromanoff et al. (CVPR 2020): the encoder is trained on segmentation and on affordances
+(traffic light, distances to hazards, position on the lane), then frozen; the RL policy sees
+``features()``. The affordance heads read those same features, so the features must hold what
+the heads need. Plain PyTorch, sized for the CPU at 96x160.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F  # noqa: N812 (PyTorch's own convention)
+
+from envs.sim.labels import Label
+from perception.collect import LIGHT_CLASSES, MAX_DISTANCE
+
+WEIGHTS_FORMAT = "segdrive-perception"
+WEIGHTS_VERSION = 1
+NUM_CLASSES = len(Label)
+LABEL_NAMES: tuple[str, ...] = tuple(label.name for label in Label)
+DISTANCE_KEYS = ("light_distance", "vehicle_gap", "walker_gap")
+"""Distance affordances, predicted as a fraction of ``MAX_DISTANCE``."""
+
+# Per-channel RGB statistics of [0, 1] images (ImageNet's, a neutral choice for road scenes).
+_MEAN = (0.485, 0.456, 0.406)
+_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class PerceptionConfig:
+    """Architecture of a ``PerceptionNet``; stored in weight files and checked on load.
+
+    Attributes:
+        channels: Output channels of the four encoder stages (strides 4, 8, 16, 32; the stem
+            halves the image first, so the costly full-resolution stage of a ResNet is skipped).
+        blocks: BasicBlocks per stage.
+        feature_channels: Channels of the 1x1 reduction before pooling into features.
+        feature_grid: (rows, cols) the reduced map is average-pooled to; keeps coarse layout
+            (where the lane and the light are) that a global pool would lose.
+        num_classes: Segmentation classes.
+    """
+
+    channels: tuple[int, int, int, int] = (32, 64, 128, 256)
+    blocks: tuple[int, int, int, int] = (1, 1, 1, 1)
+    feature_channels: int = 64
+    feature_grid: tuple[int, int] = (2, 4)
+    num_classes: int = NUM_CLASSES
+
+    @property
+    def feature_dim(self) -> int:
+        """Length of the ``features()`` vector."""
+        return self.feature_channels * self.feature_grid[0] * self.feature_grid[1]
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-friendly fields (tuples as lists)."""
+        return {
+            k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()
+        }
+
+
+FEATURE_DIM = PerceptionConfig().feature_dim
+"""Feature size of the default architecture."""
+
+
+def _conv_bn(cin: int, cout: int, stride: int = 1, kernel: int = 3) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, kernel, stride, kernel // 2, bias=False),
+        nn.BatchNorm2d(cout),
+    )
+
+
+class BasicBlock(nn.Module):
+    """ResNet's two-conv residual block, with a 1x1 projection when the shape changes."""
+
+    def __init__(self, cin: int, cout: int, stride: int = 1) -> None:
+        super().__init__()
+        self.conv1 = _conv_bn(cin, cout, stride)
+        self.conv2 = _conv_bn(cout, cout)
+        self.shortcut = (
+            _conv_bn(cin, cout, stride, kernel=1) if stride != 1 or cin != cout else nn.Identity()
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Residual update."""
+        out = F.relu(self.conv1(x), inplace=True)
+        return F.relu(self.conv2(out) + self.shortcut(x), inplace=True)
+
+
+class Encoder(nn.Module):
+    """Stem (stride 2) and four stages at strides 4, 8, 16, 32; returns every stage's map."""
+
+    def __init__(self, config: PerceptionConfig) -> None:
+        super().__init__()
+        c = config.channels
+        self.stem = nn.Sequential(_conv_bn(3, c[0], stride=2), nn.ReLU(inplace=True))
+        stages = []
+        cin = c[0]
+        for cout, n in zip(c, config.blocks, strict=True):
+            layers = [BasicBlock(cin, cout, stride=2)] + [
+                BasicBlock(cout, cout) for _ in range(n - 1)
+            ]
+            stages.append(nn.Sequential(*layers))
+            cin = cout
+        self.stages = nn.ModuleList(stages)
+
+    def forward(self, x: Tensor) -> list[Tensor]:
+        """Feature maps of the four stages, finest first."""
+        x = self.stem(x)
+        maps = []
+        for stage in self.stages:
+            x = stage(x)
+            maps.append(x)
+        return maps
+
+
+class Decoder(nn.Module):
+    """U-Net decoder: upsample, concatenate the skip, two convs; logits at the input size."""
+
+    def __init__(self, config: PerceptionConfig) -> None:
+        super().__init__()
+        c = config.channels
+        self.ups = nn.ModuleList(
+            nn.Sequential(
+                _conv_bn(c[i + 1] + c[i], c[i]),
+                nn.ReLU(inplace=True),
+                _conv_bn(c[i], c[i]),
+                nn.ReLU(inplace=True),
+            )
+            for i in (2, 1, 0)
+        )
+        self.head = nn.Conv2d(c[0], config.num_classes, 1)
+
+    def forward(self, maps: list[Tensor], size: tuple[int, int]) -> Tensor:
+        """Segmentation logits (B, classes, *size)."""
+        x = maps[3]
+        for up, skip in zip(self.ups, (maps[2], maps[1], maps[0]), strict=True):
+            x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+            x = up(torch.cat([x, skip], dim=1))
+        return F.interpolate(self.head(x), size=size, mode="bilinear", align_corners=False)
+
+
+class PerceptionNet(nn.Module):
+    """Encoder + segmentation decoder + affordance heads.
+
+    Args:
+        config: Architecture (defaults to the shipped one).
+    """
+
+    def __init__(self, config: PerceptionConfig | None = None) -> None:
+        super().__init__()
+        self.config = config or PerceptionConfig()
+        cfg = self.config
+        self.mean: Tensor
+        self.std: Tensor
+        self.register_buffer("mean", torch.tensor(_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(_STD).view(1, 3, 1, 1), persistent=False)
+        self.encoder = Encoder(cfg)
+        self.decoder = Decoder(cfg)
+        self.reduce = nn.Sequential(
+            _conv_bn(cfg.channels[3], cfg.feature_channels, kernel=1), nn.ReLU(inplace=True)
+        )
+        self.pool = nn.AdaptiveAvgPool2d(cfg.feature_grid)
+        hidden = 256
+        self.trunk = nn.Sequential(nn.Linear(cfg.feature_dim, hidden), nn.ReLU(inplace=True))
+        self.light_head = nn.Linear(hidden, len(LIGHT_CLASSES))
+        # light, vehicle and walker distance (/ MAX_DISTANCE), lateral offset [m], heading [rad]
+        self.regression_head = nn.Linear(hidden, len(DISTANCE_KEYS) + 2)
+
+    @property
+    def feature_dim(self) -> int:
+        """Length of ``features()`` rows."""
+        return self.config.feature_dim
+
+    def normalize(self, images: Tensor) -> Tensor:
+        """uint8 [0, 255] or float [0, 1] (B, 3, H, W) RGB to normalised float."""
+        if images.dim() != 4 or images.shape[1] != 3:
+            raise ValueError(f"images must be (B, 3, H, W), got {tuple(images.shape)}")
+        x = images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
+        return (x - self.mean) / self.std
+
+    def _features(self, maps: list[Tensor]) -> Tensor:
+        return self.pool(self.reduce(maps[3])).flatten(1)
+
+    def features(self, images: Tensor) -> Tensor:
+        """The frozen-encoder output the policy sees: (B, ``feature_dim``)."""
+        return self._features(self.encoder(self.normalize(images)))
+
+    def forward(self, images: Tensor) -> dict[str, Tensor]:
+        """All outputs.
+
+        Returns:
+            ``segmentation`` (B, classes, H, W) logits, ``light_state`` (B, 4) logits,
+            ``light_distance``/``vehicle_gap``/``walker_gap`` (B,) as fractions of
+            ``MAX_DISTANCE``, ``lateral_offset`` (B,) [m], ``heading_error`` (B,) [rad],
+            ``features`` (B, ``feature_dim``).
+        """
+        maps = self.encoder(self.normalize(images))
+        feats = self._features(maps)
+        hidden = self.trunk(feats)
+        reg = self.regression_head(hidden)
+        out = {
+            "segmentation": self.decoder(maps, (images.shape[-2], images.shape[-1])),
+            "light_state": self.light_head(hidden),
+            "lateral_offset": reg[:, 3],
+            "heading_error": reg[:, 4],
+            "features": feats,
+        }
+        for i, key in enumerate(DISTANCE_KEYS):
+            out[key] = reg[:, i]
+        return out
+
+    # ------------------------------------------------------------------------------ weights
+    def save_weights(self, path: str | Path) -> None:
+        """Write the weights with the architecture and label set they belong to."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(
+            {
+                "format": WEIGHTS_FORMAT,
+                "version": WEIGHTS_VERSION,
+                "architecture": self.config.to_json(),
+                "labels": list(LABEL_NAMES),
+                "state_dict": self.state_dict(),
+            },
+            path,
+        )
+
+    def load_weights(self, path: str | Path) -> None:
+        """Load weights saved by ``save_weights``.
+
+        Raises:
+            ValueError: naming ``path`` when it is not a weight file of this format, or was
+                saved for another architecture or label set.
+        """
+        payload = _read_weights(Path(path))
+        if payload["architecture"] != self.config.to_json():
+            raise ValueError(
+                f"{path}: weights are for architecture {payload['architecture']}, "
+                f"this model is {self.config.to_json()}; build it with "
+                "PerceptionNet.from_weights(path)"
+            )
+        self.load_state_dict(payload["state_dict"])
+
+    @classmethod
+    def from_weights(cls, path: str | Path) -> PerceptionNet:
+        """A model with the architecture stored in ``path`` and its weights."""
+        payload = _read_weights(Path(path))
+        arch: dict[str, Any] = {
+            k: tuple(v) if isinstance(v, list) else v for k, v in payload["architecture"].items()
+        }
+        try:
+            config = PerceptionConfig(**arch)
+        except TypeError as exc:
+            raise ValueError(f"{path}: unknown architecture fields ({exc})") from exc
+        model = cls(config)
+        model.load_state_dict(payload["state_dict"])
+        return model
+
+
+def _read_weights(path: Path) -> dict[str, Any]:
+    """Load a weight file and check its format and label set."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such weight file")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types for foreign or corrupt files
+        raise ValueError(f"{path}: not a readable weight file ({exc})") from exc
+    if not isinstance(payload, dict) or payload.get("format") != WEIGHTS_FORMAT:
+        raise ValueError(f"{path}: not a {WEIGHTS_FORMAT} weight file")
+    if payload.get("version") != WEIGHTS_VERSION:
+        raise ValueError(
+            f"{path}: weight format version {payload.get('version')}, expected {WEIGHTS_VERSION}"
+        )
+    if payload.get("labels") != list(LABEL_NAMES):
+        raise ValueError(
+            f"{path}: weights were trained on another label set ({payload.get('labels')}); "
+            "this code uses CARLA >= 0.9.14 ids (envs.sim.labels.Label)"
+        )
+    return dict(payload)
+
+
+def perception_loss(
+    outputs: dict[str, Tensor], batch: dict[str, Tensor], seg_weight: float = 1.0
+) -> tuple[Tensor, dict[str, float]]:
+    """Training loss: segmentation and light cross-entropy plus smooth-L1 regressions.
+
+    Args:
+        outputs: ``PerceptionNet.forward`` output.
+        batch: A ``ShardDataset`` batch (``labels``, ``light_state`` and the float affordances).
+        seg_weight: Weight of the segmentation term.
+
+    Returns:
+        The scalar loss and its named terms (floats, for logging).
+    """
+    terms = {
+        "segmentation": F.cross_entropy(outputs["segmentation"], batch["labels"]),
+        "light_state": F.cross_entropy(outputs["light_state"], batch["light_state"]),
+        "lateral_offset": F.smooth_l1_loss(outputs["lateral_offset"], batch["lateral_offset"]),
+        "heading_error": F.smooth_l1_loss(outputs["heading_error"], batch["heading_error"]),
+    }
+    for key in DISTANCE_KEYS:
+        terms[key] = F.smooth_l1_loss(outputs[key], batch[key] / MAX_DISTANCE)
+    total = seg_weight * terms["segmentation"] + sum(
+        (v for k, v in terms.items() if k != "segmentation"), torch.zeros(())
+    )
+    return total, {k: float(v.detach()) for k, v in terms.items()}

@@ -1,0 +1,195 @@
+"""Data collection, the shard dataset, and the perception network."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from perception.collect import (
+    MANIFEST,
+    SHARD_KEYS,
+    TRAIN_WEATHERS,
+    CollectConfig,
+    collect,
+    parse_args,
+    shard_name,
+)
+from perception.dataset import DatasetError, ShardDataset
+from perception.model import (
+    FEATURE_DIM,
+    NUM_CLASSES,
+    PerceptionConfig,
+    PerceptionNet,
+    perception_loss,
+)
+
+SMALL = CollectConfig(
+    frames=20,
+    towns=("Grid01",),
+    weathers=("ClearNoon",),
+    seed=3,
+    frames_per_shard=10,
+    every=3,
+    warmup=10,
+    vehicles=10,
+    walkers=10,
+)
+
+
+def _arrays(path: Path) -> dict[str, np.ndarray]:
+    with np.load(path) as data:
+        return {k: data[k] for k in data.files}
+
+
+@pytest.fixture(scope="module")
+def collected(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("collect") / "a"
+    collect(SMALL, out, progress=False)
+    return out
+
+
+def test_collect_writes_shards_and_manifest(collected: Path) -> None:
+    manifest = json.loads((collected / MANIFEST).read_text())
+    assert manifest["seed"] == 3
+    assert manifest["shards"] == [
+        {"file": shard_name(0), "frames": 10},
+        {"file": shard_name(1), "frames": 10},
+    ]
+    data = _arrays(collected / shard_name(0))
+    assert set(SHARD_KEYS) <= set(data)
+    assert data["rgb"].shape == (10, 96, 160, 3) and data["rgb"].dtype == np.uint8
+    assert data["labels"].shape == (10, 96, 160) and data["labels"].max() < NUM_CLASSES
+    assert set(np.unique(data["light_state"])) <= {0, 1, 2, 3}
+    assert (data["weather"] == "ClearNoon").all() and (data["town"] == "Grid01").all()
+    assert data["speed"][-1] > 1.0  # the autopilot is driving
+
+
+def test_collect_is_deterministic_and_resumes(collected: Path, tmp_path: Path) -> None:
+    out = tmp_path / "b"
+    collect(SMALL, out, progress=False)
+    for i in range(2):
+        first, second = _arrays(collected / shard_name(i)), _arrays(out / shard_name(i))
+        for key in SHARD_KEYS:
+            np.testing.assert_array_equal(first[key], second[key], err_msg=key)
+    # Shard 1 gone: a re-run keeps shard 0 untouched and rebuilds shard 1 alone, identically.
+    (out / shard_name(1)).unlink()
+    before = (out / shard_name(0)).stat().st_mtime_ns
+    collect(SMALL, out, progress=False)
+    assert (out / shard_name(0)).stat().st_mtime_ns == before
+    rebuilt = _arrays(out / shard_name(1))
+    expected = _arrays(collected / shard_name(1))
+    for key in SHARD_KEYS:
+        np.testing.assert_array_equal(rebuilt[key], expected[key], err_msg=key)
+
+
+def test_collect_refuses_a_directory_with_another_config(collected: Path, tmp_path: Path) -> None:
+    out = tmp_path / "c"
+    shutil.copytree(collected, out)
+    with pytest.raises(ValueError, match=r"manifest\.json.*seed"):
+        collect(CollectConfig(**{**SMALL.__dict__, "seed": 4}), out, progress=False)
+
+
+def test_cli_parses_weather_sets(tmp_path: Path) -> None:
+    config, out = parse_args(["--out", str(tmp_path), "--weathers", "train", "--towns", "Grid01"])
+    assert out == tmp_path and config.weathers == TRAIN_WEATHERS
+    assert not any("Night" in w or w.startswith("HardRain") for w in TRAIN_WEATHERS)
+    config, _ = parse_args(["--out", "x", "--weathers", "ClearNoon,WetSunset"])
+    assert config.weathers == ("ClearNoon", "WetSunset")
+    with pytest.raises(ValueError, match="unknown weather preset 'Foggy'"):
+        parse_args(["--out", "x", "--weathers", "Foggy"])
+
+
+def test_dataset_items(collected: Path) -> None:
+    dataset = ShardDataset(collected)
+    assert len(dataset) == 20
+    item = dataset[13]
+    assert item["image"].shape == (3, 96, 160) and item["image"].dtype == torch.uint8
+    assert item["labels"].shape == (96, 160) and item["labels"].dtype == torch.int64
+    assert item["light_state"].dtype == torch.int64
+    lazy = ShardDataset(collected, in_memory=False)
+    assert torch.equal(lazy[13]["image"], item["image"])
+    with pytest.raises(IndexError):
+        dataset[20]
+
+
+def test_dataset_errors_name_the_file(collected: Path, tmp_path: Path) -> None:
+    with pytest.raises(DatasetError, match=r"manifest\.json: no manifest"):
+        ShardDataset(tmp_path)
+    root = tmp_path / "copy"
+    shutil.copytree(collected, root)
+    (root / shard_name(1)).unlink()
+    with pytest.raises(DatasetError, match=r"shard_00001\.npz: shard listed .* missing"):
+        ShardDataset(root)
+    # A shard whose frame count disagrees with the manifest.
+    shutil.copy(root / shard_name(0), root / shard_name(1))
+    manifest = json.loads((root / MANIFEST).read_text())
+    manifest["shards"][1]["frames"] = 7
+    (root / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(DatasetError, match=r"shard_00001\.npz: 'rgb' has shape"):
+        ShardDataset(root)
+    (root / MANIFEST).write_text("{not json")
+    with pytest.raises(DatasetError, match=r"manifest\.json: not valid JSON"):
+        ShardDataset(root)
+
+
+def test_model_shapes() -> None:
+    model = PerceptionNet().eval()
+    images = torch.randint(0, 256, (2, 3, 96, 160), dtype=torch.uint8)
+    with torch.no_grad():
+        out = model(images)
+        features = model.features(images.float() / 255.0)
+    assert features.shape == (2, FEATURE_DIM) == (2, model.feature_dim)
+    torch.testing.assert_close(features, out["features"])  # uint8 and [0, 1] float agree
+    assert out["segmentation"].shape == (2, NUM_CLASSES, 96, 160)
+    assert out["light_state"].shape == (2, 4)
+    for key in ("light_distance", "vehicle_gap", "walker_gap", "lateral_offset", "heading_error"):
+        assert out[key].shape == (2,)
+    with pytest.raises(ValueError, match=r"\(B, 3, H, W\)"):
+        model.features(torch.zeros(2, 96, 160, 3))
+
+
+def test_training_steps_reduce_the_loss(collected: Path) -> None:
+    torch.manual_seed(0)
+    model = PerceptionNet(PerceptionConfig(channels=(8, 16, 32, 64), feature_channels=16))
+    batch = next(iter(DataLoader(ShardDataset(collected), batch_size=8, shuffle=False)))
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    losses = []
+    for _ in range(6):
+        loss, terms = perception_loss(model(batch["image"]), batch)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert set(terms) >= {"segmentation", "light_state", "vehicle_gap"}
+    assert losses[-1] < 0.7 * losses[0], losses
+
+
+def test_weights_round_trip_and_mismatch(tmp_path: Path) -> None:
+    torch.manual_seed(1)
+    model = PerceptionNet().eval()
+    path = tmp_path / "w" / "perception.pt"
+    model.save_weights(path)
+    images = torch.randint(0, 256, (1, 3, 96, 160), dtype=torch.uint8)
+    other = PerceptionNet().eval()
+    other.load_weights(path)
+    with torch.no_grad():
+        torch.testing.assert_close(other.features(images), model.features(images))
+        loaded = PerceptionNet.from_weights(path).eval()
+        torch.testing.assert_close(loaded.features(images), model.features(images))
+    small = PerceptionNet(PerceptionConfig(channels=(16, 32, 64, 128)))
+    with pytest.raises(ValueError, match=r"perception\.pt: weights are for architecture"):
+        small.load_weights(path)
+    payload = torch.load(path, weights_only=True)
+    payload["labels"] = payload["labels"][:-1]
+    torch.save(payload, tmp_path / "old.pt")
+    with pytest.raises(ValueError, match=r"old\.pt: weights were trained on another label set"):
+        model.load_weights(tmp_path / "old.pt")
+    (tmp_path / "junk.pt").write_bytes(b"junk")
+    with pytest.raises(ValueError, match=r"junk\.pt: not a readable weight file"):
+        model.load_weights(tmp_path / "junk.pt")
