@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -126,14 +125,16 @@ class EmbeddedBackend:
         layout, roadmap = self.world.light_layout, self.world.map
         lights = []
         for i, lanes in enumerate(layout.lanes):
-            lines = []
-            for seg in lanes:
-                end = int(roadmap.seg_start[seg] + roadmap.seg_count[seg] - 1)
-                (x, y, _), yaw = roadmap.points[end], roadmap.yaw[end]
-                half = roadmap.width[end] / 2.0
-                rx, ry = -math.sin(yaw) * half, math.cos(yaw) * half
-                road, _, lane = roadmap.keys[seg]
-                lines.append(StopLine((x - rx, y - ry), (x + rx, y + ry), road, lane))
+            left, right = roadmap.lane_edges(roadmap.segment_end(np.asarray(lanes)))
+            lines = [
+                StopLine(
+                    (float(a[0]), float(a[1])),
+                    (float(b[0]), float(b[1])),
+                    roadmap.keys[seg][0],
+                    roadmap.keys[seg][2],
+                )
+                for seg, a, b in zip(lanes, left, right, strict=True)
+            ]
             pole = layout.pole[i]
             lights.append(
                 TrafficLightInfo(i, (float(pole[0]), float(pole[1]), float(pole[2])), tuple(lines))

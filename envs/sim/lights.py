@@ -93,18 +93,16 @@ class LightLayout:
         self.pole = np.zeros((count, 3))
         self.facing = np.zeros(count)
         for light, lanes in enumerate(self.lanes):
-            ends = roadmap.seg_start[lanes] + roadmap.seg_count[lanes] - 1
-            xyz, yaw, half = roadmap.points[ends], roadmap.yaw[ends], roadmap.width[ends] / 2.0
-            right = np.stack([-np.sin(yaw), np.cos(yaw)], axis=1)
-            edges = np.concatenate(
-                [xyz[:, :2] + right * half[:, None], xyz[:, :2] - right * half[:, None]]
-            )
+            ends = roadmap.segment_end(np.asarray(lanes))
+            xyz, yaw = roadmap.points[ends], roadmap.yaw[ends]
+            right = np.array([-np.sin(yaw[0]), np.cos(yaw[0])])
+            edges = np.concatenate(roadmap.lane_edges(ends))
             heading = np.array([np.cos(yaw[0]), np.sin(yaw[0])])
-            lateral = edges @ right[0]
+            lateral = edges @ right
             self.stop_line[light] = [edges[np.argmin(lateral)], edges[np.argmax(lateral)]]
             self.stop_center[light] = xyz.mean(axis=0)
             outer = edges[np.argmax(lateral)]
-            foot = outer + right[0] * 1.5 - heading * 1.0
+            foot = outer + right * 1.5 - heading * 1.0
             self.pole[light] = [foot[0], foot[1], xyz[:, 2].mean()]
             self.facing[light] = yaw[0] + np.pi
             self.seg_light[lanes] = light

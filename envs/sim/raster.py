@@ -54,18 +54,14 @@ class RoadRaster:
         scaled = (xy - np.asarray(self.origin)) * self.ppm * (1 << _SHIFT)
         return np.round(scaled).astype(np.int32)
 
-    def _lane_edges(
-        self, roadmap: RoadMap, seg: int, scale: float = 1.0
-    ) -> tuple[FloatArray, FloatArray]:
-        a, n = int(roadmap.seg_start[seg]), int(roadmap.seg_count[seg])
-        xy, yaw = roadmap.points[a : a + n, :2], roadmap.yaw[a : a + n]
-        half = roadmap.width[a : a + n, None] / 2.0 * scale
-        right = np.stack([-np.sin(yaw), np.cos(yaw)], axis=1)
-        return xy - right * half, xy + right * half
+    @staticmethod
+    def _lane_points(roadmap: RoadMap, seg: int) -> NDArray[np.int64]:
+        start = int(roadmap.seg_start[seg])
+        return np.arange(start, start + int(roadmap.seg_count[seg]))
 
     def _draw_lanes(self, roadmap: RoadMap) -> None:
         for seg in range(len(roadmap.seg_length)):
-            left, right = self._lane_edges(roadmap, seg)
+            left, right = roadmap.lane_edges(self._lane_points(roadmap, seg))
             polygon = self._poly(np.concatenate([left, right[::-1]]))
             cv2.fillPoly(self.layer, [polygon], DRIVING, lineType=cv2.LINE_8, shift=_SHIFT)
             if roadmap.seg_junction[seg] >= 0:
@@ -96,7 +92,7 @@ class RoadRaster:
     def _draw_markings(self, roadmap: RoadMap) -> None:
         thickness = max(1, round(0.15 * self.ppm))
         for seg in np.flatnonzero(roadmap.seg_junction < 0):
-            left, right = self._lane_edges(roadmap, int(seg))
+            left, right = roadmap.lane_edges(self._lane_points(roadmap, int(seg)))
             a, n = int(roadmap.seg_start[seg]), int(roadmap.seg_count[seg])
             for edge, kinds in (
                 (left, roadmap.left_marking[a : a + n]),

@@ -360,6 +360,22 @@ class RoadMap:
         xyz += (self.points[idx + 1] - xyz) * frac
         return xyz, self.yaw[idx]
 
+    def lane_edges(self, index: IntArray) -> tuple[FloatArray, FloatArray]:
+        """Left and right lane edges (N, 2) at packed point indices ``index`` [m].
+
+        Left and right as seen driving along the lane; the right vector of heading ``yaw`` in
+        CARLA's left-handed frame is ``(-sin yaw, cos yaw)``.
+        """
+        yaw = self.yaw[index]
+        half = self.width[index, None] / 2.0
+        right = np.stack([-np.sin(yaw), np.cos(yaw)], axis=1) * half
+        xy = self.points[index, :2]
+        return xy - right, xy + right
+
+    def segment_end(self, seg: IntArray) -> IntArray:
+        """Packed index of the last point of each segment."""
+        return self.seg_start[seg] + self.seg_count[seg] - 1
+
     def point_index(self, seg: IntArray, s: FloatArray) -> IntArray:
         """Index into the packed point arrays of the point at or before ``s`` on ``seg``."""
         i = np.maximum(
