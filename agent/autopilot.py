@@ -18,11 +18,11 @@ import numpy as np
 from envs.backends.base import EpisodeSpec, SimulatorBackend, TrafficLightInfo, WorldState
 from envs.criteria import CriteriaStatus, RouteCriteria
 from envs.driving_env import DrivingEnv
-from envs.hazards import Hazards, RouteHazards
-from envs.reward import COMFORT_DECEL, desired_speed
+from envs.hazards import Hazards, RouteHazards, predicted
+from envs.reward import COMFORT_DECEL, desired_speed, stops_for_light
 from envs.routes import RoutePlan
 from envs.sim.roadmap import RoadMap
-from envs.types import TrafficLightState, Transform, VehicleControl
+from envs.types import Transform, VehicleControl
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,7 @@ class AutopilotParams:
 
 STOP_DECEL = 6.0  # [m/s^2] deceleration that full brake is taken to give when stopping
 YIELD_DISTANCE = 10.0  # [m] from the junction entry where the yield check starts
-YIELD_HORIZON = 3.0  # [s] how far ahead crossing traffic is predicted
+YIELD_TIMES = tuple(0.5 * k for k in range(7))  # [s] crossing traffic is predicted to 3 s
 
 
 class Autopilot:
@@ -139,24 +139,16 @@ class Autopilot:
         The speed controller alone brakes in proportion to overspeed, which can carry the car
         over the line; this asks for the deceleration the remaining distance needs.
         """
-        state = hazards.light_state
         distance = hazards.light_distance - 1.0
-        if not math.isfinite(distance) or state not in (
-            TrafficLightState.RED,
-            TrafficLightState.YELLOW,
-        ):
-            return 0.0
-        if state == TrafficLightState.YELLOW and speed * speed >= 2 * COMFORT_DECEL * max(
-            distance, 0.0
-        ):
-            return 0.0  # too close to stop comfortably: go through on yellow
+        if not math.isfinite(distance) or not stops_for_light(hazards, speed, margin=1.0):
+            return 0.0  # no light, green, or too close to stop comfortably on yellow
         needed = speed * speed / (2.0 * max(distance, 0.3))
         return float(min(1.0, needed / STOP_DECEL)) if needed > 0.5 else 0.0
 
     def _must_yield(self, state: WorldState) -> bool:
         """Before an unsignalised junction, wait while traffic there would cross our path.
 
-        Looks at vehicles predicted up to ``YIELD_HORIZON`` seconds ahead at constant velocity;
+        Looks at vehicles predicted over ``YIELD_TIMES`` at constant velocity;
         once inside the junction the car keeps going (stopping inside blocks everyone).
         """
         here = self.plan.distance[self.index] + state.ego.length / 2.0
@@ -168,20 +160,16 @@ class Autopilot:
             vehicles = state.vehicles
             if len(vehicles) == 0 or len(path) == 0:
                 return False
-            yaw = np.radians(vehicles.yaw)
-            heading = np.stack([np.cos(yaw), np.sin(yaw)], axis=1)
             # Only moving traffic has right of way here; a car standing in the junction is
             # an obstacle on the path, which the corridor check handles.
-            moving = vehicles.speed > 0.5
-            for t in np.arange(0.0, YIELD_HORIZON + 1e-9, 0.5):
-                future = vehicles.xyz[:, :2] + heading * (vehicles.speed * t)[:, None]
-                d = np.hypot(
-                    future[:, None, 0] - path[None, :, 0], future[:, None, 1] - path[None, :, 1]
-                )
-                close = (d.min(axis=1) < 3.0) & moving
-                if close.any():
-                    self._yield_gap = gap
-                    return True
+            moving = np.tile(vehicles.speed > 0.5, len(YIELD_TIMES))
+            future = predicted(vehicles, YIELD_TIMES).xyz[moving, :2]
+            d = np.hypot(
+                future[:, None, 0] - path[None, :, 0], future[:, None, 1] - path[None, :, 1]
+            )
+            if (d.min(axis=1, initial=np.inf) < 3.0).any():
+                self._yield_gap = gap
+                return True
         return False
 
     def _steer(self, state: WorldState) -> float:

@@ -96,7 +96,7 @@ class RouteHazards:
         return Hazards(light_distance, light_state, vehicle_gap, vehicle_speed, walker_gap)
 
 
-def _predicted(actors: Actors, horizons: tuple[float, ...]) -> Actors:
+def predicted(actors: Actors, horizons: tuple[float, ...]) -> Actors:
     """The actors now and where they will be after each horizon [s] at constant velocity."""
     yaw = np.radians(actors.yaw)
     step = np.stack([np.cos(yaw), np.sin(yaw), np.zeros_like(yaw)], axis=1) * actors.speed[:, None]
@@ -115,7 +115,7 @@ def _nearest_in_corridor(
     """Gap along the route to the nearest actor in the corridor, now or soon."""
     if len(actors) == 0 or len(samples) == 0:
         return math.inf, 0.0
-    actors = _predicted(actors, horizons)
+    actors = predicted(actors, horizons)
     pts = plan.points[samples, :2]
     lo, hi = pts.min(axis=0) - 4.0, pts.max(axis=0) + 4.0
     xy = actors.xyz[:, :2]

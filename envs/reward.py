@@ -20,13 +20,21 @@ MAX_LATERAL = 2.0  # [m] lateral error at which the lateral term bottoms out
 MAX_HEADING = math.pi / 2  # [rad] heading error at which the heading term bottoms out
 
 
+def stops_for_light(hazards: Hazards, speed: float, margin: float = 0.0) -> bool:
+    """Whether the light ahead says stop: red, or yellow while a comfortable stop still fits
+    in the distance to the stop line less ``margin`` [m]."""
+    if hazards.light_state == TrafficLightState.RED:
+        return True
+    room = max(hazards.light_distance - margin, 0.0)
+    return (
+        hazards.light_state == TrafficLightState.YELLOW and speed * speed < 2 * COMFORT_DECEL * room
+    )
+
+
 def desired_speed(target_speed: float, hazards: Hazards, speed: float) -> float:
     """Target speed, lowered so the car can stop before what is ahead [m/s]."""
     limit = target_speed
-    stop_for_light = hazards.light_state == TrafficLightState.RED or (
-        hazards.light_state == TrafficLightState.YELLOW
-        and speed * speed < 2 * COMFORT_DECEL * max(hazards.light_distance, 0.0)
-    )
+    stop_for_light = stops_for_light(hazards, speed)
     gaps = [
         (hazards.vehicle_gap, STOP_MARGIN["vehicle"]),
         (hazards.walker_gap, STOP_MARGIN["walker"]),

@@ -157,12 +157,18 @@ class _View:
         low = math.tan(math.radians(-6.0 - spec.pitch)) / self.tan_half[1]
         self.sky_low = float(min(max(low, -1.0), 1.0))
 
-    def wedge(self, ego: Transform) -> ViewWedge:
-        """Where this camera looks when mounted on ``ego`` (for culling actors)."""
+    def mount(self, ego: Transform) -> tuple[float, float]:
+        """World (x, y) of the camera mounted on ``ego`` [m]."""
         spec, yaw = self.spec, math.radians(ego.yaw)
         x = ego.x + math.cos(yaw) * spec.x - math.sin(yaw) * spec.y
         y = ego.y + math.sin(yaw) * spec.x + math.cos(yaw) * spec.y
-        return ViewWedge(x, y, yaw + math.radians(spec.yaw), float(self.tan_half[0]))
+        return x, y
+
+    def wedge(self, ego: Transform) -> ViewWedge:
+        """Where this camera looks when mounted on ``ego`` (for culling actors)."""
+        x, y = self.mount(ego)
+        yaw = math.radians(ego.yaw) + math.radians(self.spec.yaw)
+        return ViewWedge(x, y, yaw, float(self.tan_half[0]))
 
 
 class CameraRenderer:
@@ -254,9 +260,7 @@ class CameraRenderer:
     def _place(self, view: _View, world: World, ego: Transform) -> None:
         """Put the camera on the ego and pass its frame to the shader."""
         spec = view.spec
-        yaw = math.radians(ego.yaw)
-        x = ego.x + math.cos(yaw) * spec.x - math.sin(yaw) * spec.y
-        y = ego.y + math.sin(yaw) * spec.x + math.cos(yaw) * spec.y
+        x, y = view.mount(ego)
         heading = -(ego.yaw + spec.yaw) - 90.0
         view.camera.set_pos_hpr(x, -y, ego.z + spec.z, heading, spec.pitch, 0.0)
         self._static.update(

@@ -87,7 +87,6 @@ class Traffic:
         self.half_length = np.zeros(count)
         self.half_width = np.zeros(count)
         self.bound_radius = np.zeros(count)
-        self.leader_gap = np.full(count, np.inf)
         self.stop_light = np.full(count, -1, dtype=np.int64)
         self._since_look = 1 << 30  # look at the first step
         self._gap = np.full(count, np.inf)
@@ -231,7 +230,6 @@ class Traffic:
             self._gap = self._gap - (self.speed - self._gap_speed) * dt
         self._since_look += 1
         lead_gap, lead_speed = self._gap, self._gap_speed
-        self.leader_gap = lead_gap
         v0 = np.minimum(self.desired, self._curve_speed)
         v = self.speed
         s_star = (
