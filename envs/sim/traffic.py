@@ -135,11 +135,35 @@ class Traffic:
         self.speed[:] = 0.0
         self.shape[:] = rng.integers(0, len(VEHICLE_SHAPES), size=count)
         self.color[:] = rng.integers(0, 8, size=count)
+        for i in range(count):
+            self.next_seg[i] = self._choose_next(rng, int(self.seg[i]))
+        self._settle()
+
+    def place(
+        self,
+        segments: NDArray[np.int64],
+        offsets: FloatArray,
+        desired: FloatArray,
+        shape: int = 1,
+    ) -> None:
+        """Replace the vehicles by ones at given lane positions (scenarios and tests).
+
+        Each keeps to its lane's first successor; ``desired`` speeds near 0 park them.
+        """
+        count = len(segments)
+        self.resize(count)
+        self.seg[:], self.s[:], self.desired[:], self.shape[:] = segments, offsets, desired, shape
+        for i in range(count):
+            options = self.map.successors[int(self.seg[i])]
+            self.next_seg[i] = int(options[0]) if len(options) else -1
+        self._settle()
+
+    def _settle(self) -> None:
+        """Derive sizes, the light ahead and poses from the lane state of fresh vehicles."""
         self.half_length[:] = VEHICLE_SHAPES[self.shape, 0] / 2.0
         self.half_width[:] = VEHICLE_SHAPES[self.shape, 1] / 2.0
         self.bound_radius = np.hypot(self.half_length, self.half_width)
-        for i in range(count):
-            self.next_seg[i] = self._choose_next(rng, int(self.seg[i]))
+        for i in range(len(self.s)):
             self._refresh_stop(i)
         self.xyz, self.yaw = self.map.pose(self.seg, self.s)
 

@@ -31,10 +31,7 @@ def test_rear_ending_a_stopped_car(grid_map: RoadMap) -> None:
     seg = long_lane(grid_map)
     ego_on(world, seg, 10.0)
     t = world.traffic
-    t.resize(1)
-    t.seg[0], t.s[0], t.desired[0], t.next_seg[0] = seg, 40.0, 1e-3, grid_map.successors[seg][0]
-    t.half_length[0], t.half_width[0], t.bound_radius[0] = 2.3, 0.95, 2.5
-    t.xyz, t.yaw = grid_map.pose(t.seg, t.s)
+    t.place(np.array([seg]), np.array([40.0]), np.array([1e-3]))  # a sedan
     events = drive(world, VehicleControl(throttle=1.0), 6.0)
     assert events, "the ego should have hit the parked car"
     first = events[0]
@@ -93,10 +90,7 @@ def test_regression_ego_stuck_in_contact_can_back_away(grid_map: RoadMap) -> Non
     seg = long_lane(grid_map)
     ego_on(world, seg, 10.0)
     t = world.traffic
-    t.resize(1)
-    t.seg[0], t.s[0], t.desired[0], t.next_seg[0] = seg, 14.5, 1e-3, grid_map.successors[seg][0]
-    t.half_length[0], t.half_width[0], t.bound_radius[0] = 2.3, 0.95, 2.5
-    t.xyz, t.yaw = grid_map.pose(t.seg, t.s)
+    t.place(np.array([seg]), np.array([14.5]), np.array([1e-3]))  # a sedan
     assert world.tick(VehicleControl(throttle=0.3)).collisions  # bumpers overlap
     start = world.ego_center().copy()
     drive(world, VehicleControl(throttle=0.5, reverse=True), 2.0)
@@ -109,10 +103,7 @@ def test_regression_npc_grazing_the_ego_drives_clear(grid_map: RoadMap) -> None:
     seg = long_lane(grid_map)
     ego_on(world, seg, 30.0)
     t = world.traffic
-    t.resize(1)
-    t.seg[0], t.s[0], t.desired[0], t.next_seg[0] = seg, 30.0, 8.0, grid_map.successors[seg][0]
-    t.half_length[0], t.half_width[0], t.bound_radius[0] = 2.3, 0.95, 2.5
-    t.xyz, t.yaw = grid_map.pose(t.seg, t.s)
+    t.place(np.array([seg]), np.array([30.0]), np.array([8.0]))  # a sedan
     # The ego's nose rests against the NPC's rear quarter, at an angle (a roundabout merge).
     heading = np.array([np.cos(t.yaw[0]), np.sin(t.yaw[0])])
     left = np.array([np.sin(t.yaw[0]), -np.cos(t.yaw[0])])

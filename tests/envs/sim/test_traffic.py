@@ -71,9 +71,7 @@ def test_npc_stops_behind_the_ego(grid_map: RoadMap) -> None:
     seg = int(np.argmax(np.where(grid_map.seg_junction < 0, grid_map.seg_length, 0)))
     world.reset(seed=0, ego=place_ego_on_lane(world, seg, 60.0), vehicles=0)
     t = world.traffic
-    t.resize(1)
-    t.seg[0], t.s[0], t.desired[0], t.next_seg[0] = seg, 5.0, 10.0, grid_map.successors[seg][0]
-    t.half_length[0], t.half_width[0], t.bound_radius[0] = 2.3, 0.95, 2.5
+    t.place(np.array([seg]), np.array([5.0]), np.array([10.0]))  # a sedan
     collisions = []
     for _ in range(400):
         collisions += world.tick(PARKED).collisions
