@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections import Counter
 from typing import Any
 
 import gymnasium as gym
@@ -33,6 +34,7 @@ from envs.reward import shaped_reward, simple_reward
 from envs.routes import RoutePlan, RouteSpec, load_routes
 from envs.sim.weather import Weather
 from envs.types import Transform
+from evaluation.scoring import PENALTY
 
 logger = logging.getLogger(__name__)
 
@@ -170,7 +172,6 @@ class DrivingEnv(gym.Env[dict[str, np.ndarray], Any]):
         self._hazards = RouteHazards(plan, self.backend.road_map, state.lights)
         self.observations.reset(plan)
         self._index = 0
-        self._steps = 0
         self._infractions: list[Any] = []
         self._penalty = 1.0
         self._state = state
@@ -211,20 +212,17 @@ class DrivingEnv(gym.Env[dict[str, np.ndarray], Any]):
             if status.done or self._fails(new):
                 break
         self._state = state
-        self._steps += 1
         start_distance = float(self._plan.distance[self._index])
         obs = self._observe(state)
         progress = float(self._plan.distance[self._index]) - start_distance
         self._infractions.extend(new)
         for infraction in new:
-            self._penalty *= _soft_penalty(infraction)
+            self._penalty *= PENALTY.get(infraction.key, 1.0)
         failed = self._fails(new) or (
             status is not None and status.done and status.status != "completed"
         )
         terms = self._reward_terms(state, progress, failed)
-        terminated = bool(
-            failed or (status is not None and status.done and status.status == "completed")
-        )
+        terminated = bool(failed or (status is not None and status.done))
         if status is not None and status.status == "route_timeout":
             terminated, truncation = False, "route_timeout"
         self._update_route_weather(status)
@@ -296,7 +294,7 @@ class DrivingEnv(gym.Env[dict[str, np.ndarray], Any]):
             "distance": float(self._plan.distance[self._index]),
             "route_length": self._plan.length,
             "infractions": [i.key for i in new],
-            "infractions_total": _count(self._infractions),
+            "infractions_total": dict(Counter(i.key for i in self._infractions)),
             "outside_lanes_percentage": 0.0
             if status is None
             else float(status.outside_lanes_percentage),
@@ -330,16 +328,3 @@ class DrivingEnv(gym.Env[dict[str, np.ndarray], Any]):
     def world_state(self) -> WorldState:
         """The latest simulator snapshot (privileged: for experts and diagnostics)."""
         return self._state
-
-
-def _count(infractions: list[Any]) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for i in infractions:
-        out[i.key] = out.get(i.key, 0) + 1
-    return out
-
-
-def _soft_penalty(infraction: Any) -> float:
-    from evaluation.scoring import PENALTY
-
-    return float(PENALTY.get(infraction.key, 1.0))
