@@ -9,9 +9,11 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, get_args, get_origin, get_type_hints
+from typing import Any, Literal, TypeVar, get_args, get_origin, get_type_hints
 
 import yaml
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -146,18 +148,49 @@ def _coerce(name: str, kind: Any, value: Any) -> Any:
     if kind is float and isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)
     if kind is int and isinstance(value, bool):
-        raise ValueError(f"bad environment config: {name} must be an integer, got {value!r}")
+        raise ValueError(f"bad config: {name} must be an integer, got {value!r}")
     return value
+
+
+def dataclass_from_dict(cls: type[T], values: dict[str, Any], source: str = "config") -> T:
+    """Build the frozen dataclass ``cls`` from a mapping, strictly.
+
+    Unknown keys raise ``ValueError`` naming them and the valid ones; lists become tuples and
+    integers floats where the field says so. Shared by every config of the project.
+    """
+    hints = get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"{source}: unknown key(s) {unknown}; valid keys are {sorted(known)}")
+    return cls(**{k: _coerce(k, hints[k], v) for k, v in values.items()})
+
+
+def dataclass_to_dict(config: Any) -> dict[str, Any]:
+    """Plain-YAML-friendly mapping of a config dataclass (tuples as lists)."""
+    return {
+        f.name: list(v) if isinstance(v := getattr(config, f.name), tuple) else v
+        for f in dataclasses.fields(config)
+    }
+
+
+def load_yaml_mapping(path: str | Path) -> dict[str, Any]:
+    """A YAML file's top-level mapping; clear errors for a missing file or another shape."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such config file")
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{path}: not valid YAML ({exc})") from exc
+    if not isinstance(loaded, dict):
+        raise ValueError(f"{path}: expected a mapping of key: value at the top level")
+    return loaded
 
 
 def config_from_dict(values: dict[str, Any], source: str = "config") -> EnvConfig:
     """Build an ``EnvConfig`` from a mapping; unknown keys raise ``ValueError`` naming them."""
-    hints = get_type_hints(EnvConfig)
-    known = {f.name for f in dataclasses.fields(EnvConfig)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ValueError(f"{source}: unknown key(s) {unknown}; valid keys are {sorted(known)}")
-    return EnvConfig(**{k: _coerce(k, hints[k], v) for k, v in values.items()})
+    return dataclass_from_dict(EnvConfig, values, source)
 
 
 def parse_overrides(pairs: list[str]) -> dict[str, Any]:
@@ -179,17 +212,11 @@ def load_env_config(
     source = "overrides"
     if path is not None:
         source = str(path)
-        loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-        if not isinstance(loaded, dict):
-            raise ValueError(f"{path}: expected a mapping of key: value at the top level")
-        values.update(loaded)
+        values.update(load_yaml_mapping(path))
     values.update(parse_overrides(overrides or []))
     return config_from_dict(values, source)
 
 
 def config_to_dict(config: EnvConfig) -> dict[str, Any]:
-    """Plain-YAML-friendly mapping of a config (tuples as lists)."""
-    return {
-        f.name: list(v) if isinstance(v := getattr(config, f.name), tuple) else v
-        for f in dataclasses.fields(config)
-    }
+    """Plain-YAML-friendly mapping of an environment config (tuples as lists)."""
+    return dataclass_to_dict(config)

@@ -47,6 +47,9 @@ MAX_DISTANCE = 50.0
 LIGHT_RANGE = 40.0
 """[m] a stop line farther than this along the route counts as no light ahead."""
 
+STANDING_SPEED = 0.5
+"""[m/s] below this the ego counts as standing still (see ``CollectConfig.standing_every``)."""
+
 LIGHT_CLASSES = ("red", "yellow", "green", "none")
 """The 4-way traffic-light target: the light ahead within ``LIGHT_RANGE``, or none."""
 
@@ -87,6 +90,8 @@ class CollectConfig:
         max_offset: A new route starts when the ego is this far off the route [m].
         steer_noise: Standard deviation of the autopilot's steer noise.
         vehicles, walkers: NPC counts per episode.
+        standing_every: While the ego stands still (waiting at a light, in a queue) a frame is
+            stored only every this many ticks, so the data is not dominated by red lights.
     """
 
     frames: int = 1000
@@ -103,9 +108,18 @@ class CollectConfig:
     steer_noise: float = 0.1
     vehicles: int = 40
     walkers: int = 40
+    standing_every: int = 40
 
     def __post_init__(self) -> None:
-        for name in ("frames", "frames_per_shard", "width", "height", "every", "max_episode_ticks"):
+        for name in (
+            "frames",
+            "frames_per_shard",
+            "width",
+            "height",
+            "every",
+            "max_episode_ticks",
+            "standing_every",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not self.towns:
@@ -224,12 +238,18 @@ class _Collector:
         )
         state = self.backend.reset(spec)
         pilot.reset(plan, self.backend.road_map, state.lights)
+        last_standing = -cfg.standing_every
         for tick in range(cfg.max_episode_ticks):
             # run_step updates last_hazards and index for this very state, so a frame rendered
             # on the previous tick is stored with its own affordances.
             control = pilot.run_step(state, self.backend.dt)
             lateral, heading = route_errors(state, plan.points, plan.yaw, pilot.index)
-            if self._wanted(tick) and "front" in state.cameras:
+            standing = state.ego.speed < STANDING_SPEED
+            if standing and tick - last_standing < cfg.standing_every:
+                pass  # thin out the many near-identical frames of a car waiting
+            elif self._wanted(tick) and "front" in state.cameras:
+                if standing:
+                    last_standing = tick
                 rows.append(
                     self._row(state, pilot.last_hazards, lateral, heading, weather, town, episode)
                 )
@@ -390,6 +410,12 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[CollectConfig, Path]:
     parser.add_argument("--vehicles", type=int, default=CollectConfig.vehicles)
     parser.add_argument("--walkers", type=int, default=CollectConfig.walkers)
     parser.add_argument("--steer-noise", type=float, default=CollectConfig.steer_noise)
+    parser.add_argument(
+        "--standing-every",
+        type=int,
+        default=CollectConfig.standing_every,
+        help="while the ego stands still, store a frame only every this many ticks",
+    )
     args = parser.parse_args(argv)
     config = CollectConfig(
         frames=args.frames,
@@ -403,6 +429,7 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[CollectConfig, Path]:
         vehicles=args.vehicles,
         walkers=args.walkers,
         steer_noise=args.steer_noise,
+        standing_every=args.standing_every,
     )
     return config, args.out
 

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import json
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from numpy.typing import NDArray
+from torch import Tensor
 from torch.utils.data import Dataset
 
 from perception.collect import AFFORDANCE_KEYS, MANIFEST, MANIFEST_VERSION, SHARD_KEYS
@@ -107,6 +109,7 @@ class ShardDataset(Dataset[dict[str, Any]]):
         self._offsets = np.cumsum([0] + [n for _, n in self.shards])
         self._cache: dict[int, dict[str, NDArray[Any]]] = {}
         self._in_memory = in_memory
+        self._joined: dict[str, NDArray[Any]] | None = None
         if in_memory:
             for i in range(len(self.shards)):
                 self._cache[i] = self._load(i)
@@ -119,11 +122,39 @@ class ShardDataset(Dataset[dict[str, Any]]):
         return load_shard(path, frames, self.height, self.width)
 
     def _arrays(self, shard: int) -> dict[str, NDArray[Any]]:
+        if self._joined is not None:
+            start, stop = int(self._offsets[shard]), int(self._offsets[shard + 1])
+            return {k: v[start:stop] for k, v in self._joined.items()}
         if shard not in self._cache:
             if not self._in_memory:
                 self._cache.clear()
             self._cache[shard] = self._load(shard)
         return self._cache[shard]
+
+    def arrays(self) -> dict[str, NDArray[Any]]:
+        """Every shard's arrays concatenated (loads them all; cached)."""
+        if self._joined is None:
+            parts = [self._arrays(i) for i in range(len(self.shards))]
+            self._joined = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+            self._cache.clear()
+        return self._joined
+
+    def batch(self, indices: NDArray[np.int64] | Sequence[int]) -> dict[str, Tensor]:
+        """Frames ``indices`` as one batch: the same keys as items, stacked (no strings).
+
+        Much faster than collating items; what the trainer and the evaluator use.
+        """
+        arrays = self.arrays()
+        idx = np.asarray(indices, dtype=np.int64)
+        rgb = np.ascontiguousarray(arrays["rgb"][idx].transpose(0, 3, 1, 2))
+        out = {
+            "image": torch.from_numpy(rgb),
+            "labels": torch.from_numpy(arrays["labels"][idx].astype(np.int64)),
+            "light_state": torch.from_numpy(arrays["light_state"][idx].astype(np.int64)),
+        }
+        for key in _FLOAT_KEYS:
+            out[key] = torch.from_numpy(arrays[key][idx].astype(np.float32))
+        return out
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         if not -len(self) <= index < len(self):

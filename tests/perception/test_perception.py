@@ -146,7 +146,8 @@ def test_model_shapes() -> None:
         features = model.features(images.float() / 255.0)
     assert features.shape == (2, FEATURE_DIM) == (2, model.feature_dim)
     torch.testing.assert_close(features, out["features"])  # uint8 and [0, 1] float agree
-    assert out["segmentation"].shape == (2, NUM_CLASSES, 96, 160)
+    assert out["segmentation"].shape == (2, NUM_CLASSES, 48, 80)  # half resolution
+    assert model.segment(images).shape == (2, 96, 160)
     assert out["light_state"].shape == (2, 4)
     for key in ("light_distance", "vehicle_gap", "walker_gap", "lateral_offset", "heading_error"):
         assert out[key].shape == (2,)
@@ -156,7 +157,11 @@ def test_model_shapes() -> None:
 
 def test_training_steps_reduce_the_loss(collected: Path) -> None:
     torch.manual_seed(0)
-    model = PerceptionNet(PerceptionConfig(channels=(8, 16, 32, 64), feature_channels=16))
+    model = PerceptionNet(
+        PerceptionConfig(
+            channels=(8, 16, 32, 64), decoder_channels=(16, 16, 8, 8), feature_channels=16
+        )
+    )
     batch = next(iter(DataLoader(ShardDataset(collected), batch_size=8, shuffle=False)))
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
     losses = []
@@ -182,7 +187,7 @@ def test_weights_round_trip_and_mismatch(tmp_path: Path) -> None:
         torch.testing.assert_close(other.features(images), model.features(images))
         loaded = PerceptionNet.from_weights(path).eval()
         torch.testing.assert_close(loaded.features(images), model.features(images))
-    small = PerceptionNet(PerceptionConfig(channels=(16, 32, 64, 128)))
+    small = PerceptionNet(PerceptionConfig(channels=(8, 16, 32, 64)))
     with pytest.raises(ValueError, match=r"perception\.pt: weights are for architecture"):
         small.load_weights(path)
     payload = torch.load(path, weights_only=True)
