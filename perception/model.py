@@ -20,6 +20,8 @@ from torch.nn import functional as F  # noqa: N812 (PyTorch's own convention)
 from envs.sim.labels import Label
 from perception.collect import LIGHT_CLASSES, MAX_DISTANCE
 
+DEFAULT_WEIGHTS = Path(__file__).parent / "weights" / "perception.pt"
+"""The shipped weights (``python -m perception.train``; recipe in the README)."""
 WEIGHTS_FORMAT = "segdrive-perception"
 WEIGHTS_VERSION = 2
 NUM_CLASSES = len(Label)
