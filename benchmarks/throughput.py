@@ -1,4 +1,4 @@
-"""Throughput benchmarks: ``python -m benchmarks.throughput {sim,render,env} [--json]``.
+"""Throughput benchmarks: ``python -m benchmarks.throughput {sim,render,env,encoder} [--json]``.
 
 Figures, not tests: run on an idle machine, and pin to one core with ``taskset -c 0`` to match
 the README's numbers. Each sub-command prints a short table, or one JSON object with ``--json``.
@@ -7,6 +7,7 @@ the README's numbers. Each sub-command prints a short table, or one JSON object 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import logging
 import resource
@@ -113,10 +114,98 @@ def run_env(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def _timed_frames(
+    features: Callable[[Any], Any], images: Any, seconds: float, sync: Callable[[], None]
+) -> tuple[int, float]:
+    """Frames encoded and seconds taken by repeated ``features(images)`` over ``seconds``."""
+    frames, start = 0, time.perf_counter()
+    while True:
+        features(images)
+        frames += images.shape[0]
+        sync()
+        elapsed = time.perf_counter() - start
+        if elapsed >= seconds:
+            return frames, elapsed
+
+
+def run_encoder(args: argparse.Namespace) -> dict[str, Any]:
+    """``PerceptionNet.features()`` frames/s on uint8 camera frames, under inference mode.
+
+    Measured with the model and input in the default (contiguous) layout and in
+    ``torch.channels_last``, in alternating halves so that a drifting machine load biases
+    neither; ``frames_per_s`` is the faster layout, ``frames_per_s_batch4`` the RL case (four
+    environments) in that layout. Speed does not depend on the weights, so a randomly
+    initialised default network stands in when no ``--weights`` is given. On cores another
+    process keeps busy, give ``--threads 1``: torch's threads otherwise wait on each other and
+    the figure drops tenfold and more.
+    """
+    import torch
+
+    from perception.model import PerceptionNet
+
+    if args.batch < 1 or args.seconds <= 0:
+        raise ValueError("encoder benchmark: --batch must be >= 1 and --seconds > 0")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda: this torch build sees no CUDA device")
+    torch.manual_seed(args.seed)
+    model = PerceptionNet.from_weights(args.weights) if args.weights else PerceptionNet()
+    model = model.eval().to(args.device)
+    layouts = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
+    # Module.to(memory_format=...) is PyTorch's documented channels_last switch, missing from
+    # its type stubs.
+    models = {
+        k: copy.deepcopy(model).to(memory_format=v)  # type: ignore[call-overload]
+        for k, v in layouts.items()
+    }
+    sync = torch.cuda.synchronize if args.device == "cuda" else (lambda: None)
+    generator = torch.Generator().manual_seed(args.seed)
+    rates: dict[tuple[str, int], float] = {}
+    with torch.inference_mode():
+        for batch in dict.fromkeys((args.batch, 4)):
+            images = torch.randint(0, 256, (batch, 3, args.height, args.width), generator=generator)
+            inputs = {
+                k: images.to(device=args.device, dtype=torch.uint8, memory_format=v)
+                for k, v in layouts.items()
+            }
+            totals = dict.fromkeys(layouts, (0, 0.0))
+            for _ in range(2):
+                for name, net in models.items():
+                    net.features(inputs[name])  # warm-up: first calls allocate, pick kernels
+                    sync()
+                    frames, elapsed = _timed_frames(
+                        net.features, inputs[name], args.seconds / 2, sync
+                    )
+                    totals[name] = (totals[name][0] + frames, totals[name][1] + elapsed)
+            for name, (frames, elapsed) in totals.items():
+                rates[name, batch] = frames / elapsed
+    best = max(layouts, key=lambda k: rates[k, args.batch])
+    return {
+        "benchmark": "encoder",
+        "device": args.device,
+        "threads": torch.get_num_threads(),
+        "input": f"{args.width}x{args.height}",
+        "batch": args.batch,
+        "feature_dim": model.feature_dim,
+        "parameters": sum(p.numel() for m in (model.encoder, model.reduce) for p in m.parameters()),
+        "weights": str(args.weights) if args.weights else "random",
+        "memory_format": best,
+        "frames_per_s": rates[best, args.batch],
+        "frames_per_s_batch4": rates[best, 4],
+        "frames_per_s_contiguous": rates["contiguous", args.batch],
+        "frames_per_s_channels_last": rates["channels_last", args.batch],
+        "frames_per_s_batch4_contiguous": rates["contiguous", 4],
+        "frames_per_s_batch4_channels_last": rates["channels_last", 4],
+        "peak_rss_mb": peak_rss_mb(),
+    }
+
+
 BENCHMARKS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
     "sim": run_sim,
     "render": run_render,
     "env": run_env,
+    "encoder": run_encoder,
 }
 
 
@@ -139,6 +228,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--json", action="store_true", help="print one JSON object instead of a table"
     )
+    encoder = parser.add_argument_group("encoder")
+    encoder.add_argument("--batch", type=int, default=64, help="frames per call (default 64)")
+    encoder.add_argument(
+        "--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)"
+    )
+    encoder.add_argument(
+        "--seconds", type=float, default=3.0, help="measured time per case (default 3)"
+    )
+    encoder.add_argument(
+        "--weights", default=None, help="weight file (default: a random default network)"
+    )
+    encoder.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="torch device")
     return parser
 
 
