@@ -34,9 +34,8 @@ from tqdm import tqdm
 
 from envs.atomic import atomic_path, write_text_atomic
 from envs.config import dataclass_from_dict, dataclass_to_dict, load_yaml_mapping, parse_overrides
-from envs.sim.labels import PALETTE
 from perception.dataset import ShardDataset
-from perception.metrics import confusion, mean_iou
+from perception.metrics import colorize, evaluate_model
 from perception.model import NUM_CLASSES, PerceptionNet, perception_loss
 
 logger = logging.getLogger(__name__)
@@ -128,35 +127,6 @@ def augment(images: Tensor, generator: torch.Generator) -> Tensor:
     mean = x.mean(dim=(1, 2, 3), keepdim=True)
     x = (x - mean) * contrast + mean
     return (x * brightness * colour).clamp_(0.0, 1.0)
-
-
-def colorize(labels: Tensor) -> Tensor:
-    """(B, H, W) label ids -> (B, 3, H, W) uint8 CARLA colours."""
-    table = torch.from_numpy(PALETTE)
-    return table[labels.long()].permute(0, 3, 1, 2)
-
-
-def evaluate_model(
-    model: PerceptionNet, data: ShardDataset, frames: int = 0, batch_size: int = 64
-) -> dict[str, Any]:
-    """Validation figures: ``miou``, the confusion matrix, light-state accuracy."""
-    n = len(data) if frames <= 0 else min(frames, len(data))
-    order = np.linspace(0, len(data) - 1, n).astype(np.int64)
-    matrix = np.zeros((NUM_CLASSES, NUM_CLASSES), np.int64)
-    light_hits = 0
-    model.eval()
-    with torch.inference_mode():
-        for start in range(0, n, batch_size):
-            batch = data.batch(order[start : start + batch_size])
-            out = model(batch["image"])
-            size = batch["labels"].shape[-2:]
-            logits = torch.nn.functional.interpolate(
-                out["segmentation"], size=size, mode="bilinear", align_corners=False
-            )
-            matrix += confusion(logits.argmax(1), batch["labels"])
-            light_hits += int((out["light_state"].argmax(1) == batch["light_state"]).sum())
-    model.train()
-    return {"miou": mean_iou(matrix), "confusion": matrix, "light_accuracy": light_hits / n}
 
 
 class Trainer:

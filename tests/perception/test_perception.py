@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -29,29 +30,10 @@ from perception.model import (
     perception_loss,
 )
 
-SMALL = CollectConfig(
-    frames=20,
-    towns=("Grid01",),
-    weathers=("ClearNoon",),
-    seed=3,
-    frames_per_shard=10,
-    every=3,
-    warmup=10,
-    vehicles=10,
-    walkers=10,
-)
-
 
 def _arrays(path: Path) -> dict[str, np.ndarray]:
     with np.load(path) as data:
         return {k: data[k] for k in data.files}
-
-
-@pytest.fixture(scope="module")
-def collected(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("collect") / "a"
-    collect(SMALL, out, progress=False)
-    return out
 
 
 def test_collect_writes_shards_and_manifest(collected: Path) -> None:
@@ -70,9 +52,11 @@ def test_collect_writes_shards_and_manifest(collected: Path) -> None:
     assert data["speed"][-1] > 1.0  # the autopilot is driving
 
 
-def test_collect_is_deterministic_and_resumes(collected: Path, tmp_path: Path) -> None:
+def test_collect_is_deterministic_and_resumes(
+    collected: Path, small_collection: CollectConfig, tmp_path: Path
+) -> None:
     out = tmp_path / "b"
-    collect(SMALL, out, progress=False)
+    collect(small_collection, out, progress=False)
     for i in range(2):
         first, second = _arrays(collected / shard_name(i)), _arrays(out / shard_name(i))
         for key in SHARD_KEYS:
@@ -80,7 +64,7 @@ def test_collect_is_deterministic_and_resumes(collected: Path, tmp_path: Path) -
     # Shard 1 gone: a re-run keeps shard 0 untouched and rebuilds shard 1 alone, identically.
     (out / shard_name(1)).unlink()
     before = (out / shard_name(0)).stat().st_mtime_ns
-    collect(SMALL, out, progress=False)
+    collect(small_collection, out, progress=False)
     assert (out / shard_name(0)).stat().st_mtime_ns == before
     rebuilt = _arrays(out / shard_name(1))
     expected = _arrays(collected / shard_name(1))
@@ -88,11 +72,13 @@ def test_collect_is_deterministic_and_resumes(collected: Path, tmp_path: Path) -
         np.testing.assert_array_equal(rebuilt[key], expected[key], err_msg=key)
 
 
-def test_collect_refuses_a_directory_with_another_config(collected: Path, tmp_path: Path) -> None:
+def test_collect_refuses_a_directory_with_another_config(
+    collected: Path, small_collection: CollectConfig, tmp_path: Path
+) -> None:
     out = tmp_path / "c"
     shutil.copytree(collected, out)
     with pytest.raises(ValueError, match=r"manifest\.json.*seed"):
-        collect(CollectConfig(**{**SMALL.__dict__, "seed": 4}), out, progress=False)
+        collect(dataclasses.replace(small_collection, seed=4), out, progress=False)
 
 
 def test_cli_parses_weather_sets(tmp_path: Path) -> None:
@@ -155,13 +141,9 @@ def test_model_shapes() -> None:
         model.features(torch.zeros(2, 96, 160, 3))
 
 
-def test_training_steps_reduce_the_loss(collected: Path) -> None:
+def test_training_steps_reduce_the_loss(collected: Path, small_net: PerceptionConfig) -> None:
     torch.manual_seed(0)
-    model = PerceptionNet(
-        PerceptionConfig(
-            channels=(8, 16, 32, 64), decoder_channels=(16, 16, 8, 8), feature_channels=16
-        )
-    )
+    model = PerceptionNet(small_net)
     batch = next(iter(DataLoader(ShardDataset(collected), batch_size=8, shuffle=False)))
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
     losses = []
