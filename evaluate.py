@@ -32,7 +32,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--agent",
         required=True,
-        help=f"agent to drive: {', '.join(AGENT_NAMES)} (checkpoints: issue #7)",
+        help=f"agent to drive: {', '.join(AGENT_NAMES)}, or a checkpoint .zip written by train.py",
     )
     p.add_argument(
         "--routes",

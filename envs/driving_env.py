@@ -227,6 +227,8 @@ class DrivingEnv(gym.Env[dict[str, np.ndarray], Any]):
             terminated, truncation = False, "route_timeout"
         self._update_route_weather(status)
         info = self._info(state, status, terms, new)
+        if terminated or truncation:  # the whole route's events, for episode scores
+            info["route_infractions"] = list(self._infractions)
         if truncation:
             info["truncation_reason"] = truncation
         return obs, float(sum(terms.values())), terminated, bool(truncation), info

@@ -37,7 +37,7 @@ __all__ = [
 AGENT_NAMES = ("autopilot", "random", "constant")
 """Agents selectable by name on the command line."""
 
-CHECKPOINT_SUFFIXES = (".zip", ".pt", ".pth", ".ckpt")
+CHECKPOINT_SUFFIXES = (".zip",)
 
 _CAMERA_KEYS = ("x", "y", "z", "roll", "pitch", "yaw", "width", "height", "fov")
 SENSOR_KEYS: Mapping[str, tuple[str, ...]] = {
@@ -153,13 +153,13 @@ def make_agent(name: str, seed: int = 0, dt: float = 0.05) -> Agent:
     """Build an agent by name.
 
     Args:
-        name: One of ``AGENT_NAMES``, or a checkpoint path (not supported yet, see Raises).
+        name: One of ``AGENT_NAMES``, or a checkpoint ``.zip`` written by ``train.py``.
         seed: Seed of the agent's randomness.
         dt: Physics step [s].
 
     Raises:
-        AgentError: an unknown name, or a checkpoint path (checkpoint agents come with
-            ``train.py``, issue #7).
+        AgentError: an unknown name, or a checkpoint that cannot be loaded (the message
+            names the file and the problem).
     """
     if name == "autopilot":
         return AutopilotAgent(seed, dt)
@@ -168,14 +168,16 @@ def make_agent(name: str, seed: int = 0, dt: float = 0.05) -> Agent:
     if name == "constant":
         return ConstantAgent()
     if Path(name).suffix in CHECKPOINT_SUFFIXES or Path(name).exists():
-        raise AgentError(
-            f"--agent {name}: checkpoint agents come with train.py (issue #7) and are not "
-            "supported yet; it will expect a stable-baselines3 .zip saved by train.py with its "
-            f"resolved config.yaml beside it. Use one of: {', '.join(AGENT_NAMES)}"
-        )
+        from agent.checkpoint import CheckpointError
+        from agent.policy_agent import PolicyAgent
+
+        try:
+            return PolicyAgent.from_checkpoint(name)
+        except (CheckpointError, FileNotFoundError) as exc:
+            raise AgentError(f"--agent {name}: {exc}") from exc
     raise AgentError(
         f"--agent {name!r}: unknown agent; use one of {', '.join(AGENT_NAMES)} "
-        "(or, once train.py exists, a checkpoint path)"
+        "or a checkpoint .zip written by train.py"
     )
 
 

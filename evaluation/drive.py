@@ -26,7 +26,7 @@ from envs.sim.camera import CameraSpec
 from envs.sim.raster import RoadRaster
 from envs.sim.weather import Weather
 from envs.types import Transform
-from evaluation.agents import make_agent
+from evaluation.agents import Agent, make_agent
 from evaluation.report import RouteTrace, route_picture
 from evaluation.scoring import route_record, route_scores
 
@@ -46,6 +46,27 @@ REPORT_PPM = 2.0  # [px/m] scale of the route pictures
 RECORD_CAMERA = CameraSpec(320, 192)
 
 BackendFactory = Callable[["EvalConfig", str], SimulatorBackend]
+AgentFactory = Callable[["Job", float], Agent]
+Observer = Callable[[SimulatorBackend, WorldState, RoutePlan], bool]
+RECORD_ID = "_record"  # the video camera's id (agents' sensor ids are theirs)
+
+
+def agent_cameras(sensors: list[dict[str, Any]]) -> dict[str, CameraSpec]:
+    """Camera specs of an agent's (validated) RGB / segmentation sensor declarations."""
+    cameras = {}
+    for sensor in sensors:
+        if str(sensor["type"]).startswith("sensor.camera."):
+            cameras[str(sensor["id"])] = CameraSpec(
+                width=int(sensor["width"]),
+                height=int(sensor["height"]),
+                fov=float(sensor["fov"]),
+                x=float(sensor["x"]),
+                y=float(sensor["y"]),
+                z=float(sensor["z"]),
+                pitch=float(sensor["pitch"]),
+                yaw=float(sensor["yaw"]),
+            )
+    return cameras
 
 
 class _Video:
@@ -60,7 +81,7 @@ class _Video:
         from envs.sim.bev import bev, bev_to_rgb
         from envs.sim.labels import labels_to_palette
 
-        frame = state.cameras.get("rgb")
+        frame = state.cameras.get(RECORD_ID)
         world = getattr(backend, "world", None)
         if frame is None or world is None:
             return
@@ -85,11 +106,26 @@ class RouteRunner:
     Args:
         config: The evaluation settings.
         backend_factory: ``(config, town) -> backend``; called again after a crash.
+        agent_factory: ``(job, dt) -> agent`` (e.g. the policy being trained); default: the
+            agent named by ``config.agent`` (``evaluation.agents.make_agent``).
+        observer: ``(backend, state, plan) -> keep_going`` called after every tick (e.g. to
+            film the policy); returning False ends the route early, scored as it stands.
+        report: Write the per-route picture and JSON into ``config.report_dir``.
     """
 
-    def __init__(self, config: EvalConfig, backend_factory: BackendFactory) -> None:
+    def __init__(
+        self,
+        config: EvalConfig,
+        backend_factory: BackendFactory,
+        agent_factory: AgentFactory | None = None,
+        observer: Observer | None = None,
+        report: bool = True,
+    ) -> None:
         self.config = config
         self._factory = backend_factory
+        self._agent_factory = agent_factory
+        self._observer = observer
+        self._write_report = report
         self._backend: SimulatorBackend | None = None
         self._planners: dict[str, RoutePlanner] = {}
         self._rasters: dict[str, RoadRaster] = {}
@@ -156,7 +192,7 @@ class RouteRunner:
         }
         scores = route_scores(completion, infractions, outcome)
         record = route_record(0, job.key, outcome, infractions, scores, meta)
-        if plan is not None:
+        if plan is not None and self._write_report:
             self._report(job, plan, trace, infractions, record)
         return record
 
@@ -169,13 +205,20 @@ class RouteRunner:
     ) -> str:
         """Tick until the criteria end the route; returns the outcome (a criteria status or a
         crash name). The latest criteria status is kept in ``self._status``."""
-        agent = make_agent(self.config.agent, job.seed, backend.dt)
+        if self._agent_factory is not None:
+            agent = self._agent_factory(job, backend.dt)
+        else:
+            agent = make_agent(self.config.agent, job.seed, backend.dt)
+        cameras = agent_cameras(agent.sensors())
+        render_every = max(1, int(getattr(agent, "render_every", 1)))
         route = job.route
         weather = route.weather_at(0.0) if job.weather == "route" else Weather.preset(job.weather)
         video = None
         if self.config.record is not None:
             video = _Video(self.config.record / f"{job.key}.mp4", 1.0 / (backend.dt * RECORD_EVERY))
-        backend.set_cameras({"rgb": RECORD_CAMERA} if video is not None else {})
+        if video is not None:
+            cameras[RECORD_ID] = RECORD_CAMERA
+        backend.set_cameras(cameras)
         vehicles, walkers = TRAFFIC[self.config.traffic]
         ego = Transform(
             float(plan.points[0, 0]),
@@ -200,8 +243,9 @@ class RouteRunner:
                 except Exception:
                     logger.exception("%s: the agent raised", job.key)
                     return "agent_crashed"
-                render = video is not None and tick % RECORD_EVERY == 0
-                state = backend.tick(control, render=render)
+                record = video is not None and tick % RECORD_EVERY == 0
+                sees = bool(cameras) and (tick + 1) % render_every == 0
+                state = backend.tick(control, render=record or sees)
                 self._last_time = state.time
                 status = self._status = criteria.update(state)
                 if tick % TRACE_EVERY == 0:
@@ -212,8 +256,10 @@ class RouteRunner:
                     if now != weather:
                         backend.set_weather(now)
                         weather = now
-                if render and video is not None:
+                if record and video is not None:
                     video.add(backend, state, plan)
+                if self._observer is not None and not self._observer(backend, state, plan):
+                    break  # scored as it stands (status running)
                 tick += 1
         finally:
             if video is not None:

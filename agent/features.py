@@ -1,0 +1,162 @@
+"""Camera frames to policy inputs through the pretrained perception encoder.
+
+``EncoderVecEnv`` runs the frozen encoder once per vectorised step on the newest frame of every
+env (one batch) and keeps the last ``k`` feature vectors per env, so the policy -- and every
+gradient step -- works on small feature vectors, never on images. ``EncoderExtractor`` is the
+fine-tuning alternative: an SB3 features extractor that owns a trainable copy of the encoder.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from gymnasium import spaces
+from numpy.typing import NDArray
+from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
+from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
+from stable_baselines3.common.vec_env.base_vec_env import VecEnvStepReturn
+from torch import Tensor
+
+from perception.model import PerceptionNet
+
+FEATURES = "features"
+MEASUREMENTS = ("speed", "control", "targets", "command")
+
+
+def load_encoder(path: str | Path, device: str | torch.device = "cpu") -> PerceptionNet:
+    """The perception network of ``path`` in eval mode, without gradients.
+
+    Raises:
+        FileNotFoundError: no file (the message says how to train one); ValueError: not a
+            perception weight file, or one of another label set.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path}: no perception weights; train them with python -m perception.train "
+            "(README, 'Perception') or set encoder_weights in the config"
+        )
+    model = PerceptionNet.from_weights(path).to(device).eval()
+    model.requires_grad_(False)
+    return model
+
+
+def _shape(space: spaces.Dict, key: str) -> tuple[int, ...]:
+    shape = space[key].shape
+    assert shape is not None, f"observation {key} has no shape"
+    return shape
+
+
+def feature_space(image_space: spaces.Dict, feature_dim: int, stack: int) -> spaces.Dict:
+    """The observation space after encoding: ``features`` plus the measurements."""
+    inner = {k: image_space[k] for k in MEASUREMENTS}
+    box = spaces.Box(-np.inf, np.inf, shape=(feature_dim * stack,), dtype=np.float32)
+    return spaces.Dict({FEATURES: box, **inner})
+
+
+class EncoderVecEnv(VecEnvWrapper):
+    """Replace ``image`` observations by stacked encoder features.
+
+    The wrapped envs must give single frames (``frame_stack: 1``), RGB (3, H, W) uint8.
+    ``terminal_observation`` entries of the infos are encoded too (SB3 bootstraps truncated
+    episodes from them), against the history of the episode that ended.
+
+    Args:
+        venv: The vectorised driving envs.
+        encoder: The frozen perception network.
+        stack: Feature vectors per observation (newest last).
+        device: Where the encoder runs.
+    """
+
+    def __init__(
+        self,
+        venv: VecEnv,
+        encoder: PerceptionNet,
+        stack: int = 2,
+        device: str | torch.device = "cpu",
+    ) -> None:
+        image_space = venv.observation_space
+        if not isinstance(image_space, spaces.Dict) or _shape(image_space, "image")[0] != 3:
+            raise ValueError("EncoderVecEnv needs Dict observations with one RGB frame")
+        self.encoder = encoder
+        self.stack = stack
+        self.device = torch.device(device)
+        self.feature_dim = encoder.feature_dim
+        super().__init__(
+            venv, observation_space=feature_space(image_space, self.feature_dim, stack)
+        )
+        self._history = np.zeros((self.num_envs, stack, self.feature_dim), dtype=np.float32)
+
+    def encode(self, images: NDArray[np.uint8]) -> NDArray[np.float32]:
+        """(B, 3, H, W) uint8 -> (B, feature_dim) float32."""
+        with torch.inference_mode():
+            x = torch.from_numpy(np.ascontiguousarray(images)).to(self.device)
+            return self.encoder.features(x).float().cpu().numpy()
+
+    def _observation(self, obs: dict[str, NDArray[Any]]) -> dict[str, NDArray[Any]]:
+        out = {k: obs[k] for k in MEASUREMENTS}
+        out[FEATURES] = self._history.reshape(self.num_envs, -1).copy()
+        return out
+
+    def reset(self) -> dict[str, NDArray[Any]]:
+        """Reset all envs; every history is filled with its first frame."""
+        obs = self.venv.reset()
+        assert isinstance(obs, dict)
+        self._history[:] = self.encode(obs["image"])[:, None, :]
+        return self._observation(obs)
+
+    def step_wait(self) -> VecEnvStepReturn:
+        """Step, encode the newest frames in one batch, roll the histories."""
+        obs, rewards, dones, infos = self.venv.step_wait()
+        assert isinstance(obs, dict)
+        images = [obs["image"]]
+        ended = [i for i, done in enumerate(dones) if done and "terminal_observation" in infos[i]]
+        images += [infos[i]["terminal_observation"]["image"][None] for i in ended]
+        features = self.encode(np.concatenate(images))
+        current, terminal = features[: self.num_envs], features[self.num_envs :]
+        for j, i in enumerate(ended):
+            last = infos[i]["terminal_observation"]
+            history = np.concatenate([self._history[i, 1:], terminal[j][None]])
+            infos[i]["terminal_observation"] = {
+                **{k: last[k] for k in MEASUREMENTS},
+                FEATURES: history.reshape(-1),
+            }
+        self._history[:, :-1] = self._history[:, 1:]
+        self._history[:, -1] = current
+        for i, done in enumerate(dones):
+            if done:  # the obs is the next episode's first: restart its history
+                self._history[i] = current[i]
+        return self._observation(obs), rewards, dones, infos
+
+
+class EncoderExtractor(BaseFeaturesExtractor):
+    """SB3 features extractor that fine-tunes the encoder on stacked RGB frames.
+
+    The observation's ``image`` holds ``k`` frames channel-first (3k, H, W); each goes through
+    the encoder, and the features are concatenated with the flattened measurements.
+
+    Args:
+        observation_space: The env's ``Dict`` space (with ``image``).
+        weights: Perception weights to start from.
+    """
+
+    def __init__(self, observation_space: spaces.Dict, weights: str) -> None:
+        encoder = PerceptionNet.from_weights(weights)
+        frames = _shape(observation_space, "image")[0] // 3
+        measurements = sum(math.prod(_shape(observation_space, k)) for k in MEASUREMENTS)
+        super().__init__(observation_space, encoder.feature_dim * frames + measurements)
+        self.encoder = encoder
+        self.frames = frames
+
+    def forward(self, observations: dict[str, Tensor]) -> Tensor:
+        """Features of every frame (SB3 hands images as float [0, 255]) plus measurements."""
+        images = observations["image"]
+        b, _, h, w = images.shape
+        frames = images.reshape(b * self.frames, 3, h, w) / 255.0
+        feats = self.encoder.features(frames).reshape(b, -1)
+        rest = [observations[k].reshape(b, -1) for k in MEASUREMENTS]
+        return torch.cat([feats, *rest], dim=1)

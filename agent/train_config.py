@@ -1,0 +1,220 @@
+"""The training config of ``train.py``: one frozen dataclass, nested ``env`` and ``algo``
+sections, strict keys.
+
+YAML layout (see ``configs/ppo.yaml``)::
+
+    algo: ppo                 # ppo | dqn | qrdqn
+    total_steps: 1000000
+    env: {towns: [Grid01], vehicles: 30, ...}      # any envs.config.EnvConfig field
+    algo_kwargs: {learning_rate: 3.0e-4, ...}      # the SB3 constructor's keyword arguments
+    ...
+
+``--set key=value`` overrides use dotted keys for the sections (``env.vehicles=10``,
+``algo_kwargs.learning_rate=1e-4``); values parse as YAML. Unknown keys anywhere are errors.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from envs.config import (
+    EnvConfig,
+    config_from_dict,
+    config_to_dict,
+    dataclass_from_dict,
+    dataclass_to_dict,
+    load_yaml_mapping,
+    parse_overrides,
+)
+
+Algo = Literal["ppo", "dqn", "qrdqn"]
+ALGOS: tuple[str, ...] = ("ppo", "dqn", "qrdqn")
+SECTIONS = ("env", "algo_kwargs", "policy_kwargs")
+
+
+class ConfigError(ValueError):
+    """A bad training config; the message names the key and the fix."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a training run needs. Units in brackets.
+
+    Attributes:
+        algo: ``ppo`` (continuous or discrete actions), ``dqn`` or ``qrdqn`` (discrete).
+        total_steps: Environment steps (decisions) to train for.
+        n_envs: Parallel environments (``SubprocVecEnv`` when > 1).
+        seed: Master seed; env ``i`` is seeded ``seed + i``, the model with ``seed``.
+        device: Torch device of the policy and encoder (``auto``: cuda when available).
+        torch_threads: CPU threads of the main process (0: torch's default).
+        env: Environment settings (``envs.config.EnvConfig`` fields; ``frame_stack`` is forced
+            to 1, stacking happens on features).
+        encoder_weights: Perception weights; empty: the shipped ones.
+        feature_stack: Encoded frames the policy sees (newest last).
+        finetune_encoder: Train the encoder with the policy (images go into the rollout
+            buffer; much slower). Off: the frozen encoder runs once per env step, batched.
+        normalize: Running mean/std normalisation of the observations (VecNormalize).
+        algo_kwargs: Keyword arguments of the SB3 algorithm (``learning_rate``, ``n_steps``...).
+        policy_kwargs: SB3 ``policy_kwargs`` (``net_arch``...).
+        checkpoint_every: Env steps between checkpoints.
+        keep_checkpoints: Checkpoints kept (oldest deleted; ``best.zip`` is kept apart).
+        save_replay_buffer: DQN family: save the replay buffer with each checkpoint so that
+            ``--resume`` continues with it (large).
+        eval_every: Env steps between evaluations on the fixed routes (0: never).
+        eval_routes: Leaderboard route file of the periodic evaluation.
+        eval_route_ids: Route ids evaluated (empty: all).
+        eval_weathers: Weather presets of the periodic evaluation (each route in each).
+        eval_traffic: ``none``, ``regular`` or ``dense``.
+        video_every: Env steps between evaluation videos in TensorBoard (0: never).
+        video_steps: Decisions in an evaluation video.
+        log_every: Env steps between the custom TensorBoard scalars.
+    """
+
+    algo: Algo = "ppo"
+    total_steps: int = 1_000_000
+    n_envs: int = 4
+    seed: int = 0
+    device: str = "auto"
+    torch_threads: int = 0
+    env: EnvConfig = field(default_factory=EnvConfig)
+    encoder_weights: str = ""
+    feature_stack: int = 2
+    finetune_encoder: bool = False
+    normalize: bool = True
+    algo_kwargs: dict[str, Any] = field(default_factory=dict)
+    policy_kwargs: dict[str, Any] = field(default_factory=dict)
+    checkpoint_every: int = 50_000
+    keep_checkpoints: int = 3
+    save_replay_buffer: bool = False
+    eval_every: int = 100_000
+    eval_routes: str = "routes/train.xml"
+    eval_route_ids: tuple[str, ...] = ()
+    eval_weathers: tuple[str, ...] = ("ClearNoon",)
+    eval_traffic: Literal["none", "regular", "dense"] = "regular"
+    video_every: int = 200_000
+    video_steps: int = 200
+    log_every: int = 2_000
+
+    def __post_init__(self) -> None:
+        if self.algo not in ALGOS:
+            raise ConfigError(f"algo: {self.algo!r} is not one of {', '.join(ALGOS)}")
+        for name in ("total_steps", "n_envs", "feature_stack", "checkpoint_every"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("keep_checkpoints", "eval_every", "video_every", "log_every"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.algo != "ppo" and self.env.action != "discrete":
+            raise ConfigError(f"algo {self.algo} needs discrete actions: set env.action: discrete")
+        if self.eval_traffic not in ("none", "regular", "dense"):
+            raise ConfigError(f"eval_traffic: {self.eval_traffic!r}; use none, regular or dense")
+        if self.env.image != "rgb":
+            raise ConfigError("train.py trains on camera frames: env.image must be rgb")
+        _check_algo_kwargs(self.algo, self.algo_kwargs)
+
+    @property
+    def encoder_path(self) -> Path:
+        """The perception weights this run uses."""
+        from perception.model import DEFAULT_WEIGHTS
+
+        return Path(self.encoder_weights) if self.encoder_weights else DEFAULT_WEIGHTS
+
+
+def algorithm_class(algo: str) -> Any:
+    """The SB3 class of ``algo``."""
+    if algo == "ppo":
+        from stable_baselines3 import PPO
+
+        return PPO
+    if algo == "dqn":
+        from stable_baselines3 import DQN
+
+        return DQN
+    from sb3_contrib import QRDQN
+
+    return QRDQN
+
+
+_RESERVED = {"self", "policy", "env", "seed", "device", "tensorboard_log", "policy_kwargs"}
+
+
+def _check_algo_kwargs(algo: str, kwargs: dict[str, Any]) -> None:
+    valid = set(inspect.signature(algorithm_class(algo).__init__).parameters) - _RESERVED
+    unknown = sorted(set(kwargs) - valid)
+    if unknown:
+        raise ConfigError(
+            f"algo_kwargs: unknown key(s) {unknown} for {algo}; valid: {sorted(valid)}"
+        )
+
+
+def _nest(overrides: dict[str, Any]) -> dict[str, Any]:
+    """``{"env.vehicles": 3}`` -> ``{"env": {"vehicles": 3}}``; sections only one level deep."""
+    out: dict[str, Any] = {}
+    for key, value in overrides.items():
+        head, dot, tail = key.partition(".")
+        if not dot:
+            out[key] = value
+        elif head in SECTIONS:
+            out.setdefault(head, {})[tail] = value
+        else:
+            raise ConfigError(f"--set {key}: only {', '.join(SECTIONS)} take dotted keys")
+    return out
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in extra.items():
+        if key in SECTIONS and isinstance(value, dict):
+            section = out.get(key) or {}
+            if not isinstance(section, dict):
+                raise ConfigError(f"{key}: must be a mapping")
+            out[key] = {**section, **value}
+        else:
+            out[key] = value
+    return out
+
+
+def config_from_mapping(values: dict[str, Any], source: str = "config") -> TrainConfig:
+    """Build a ``TrainConfig``; the ``env`` section is checked against ``EnvConfig``."""
+    values = dict(values)
+    env_values = values.pop("env", None) or {}
+    if not isinstance(env_values, dict):
+        raise ConfigError(f"{source}: env must be a mapping of EnvConfig fields")
+    try:
+        env = config_from_dict({**env_values, "frame_stack": 1}, f"{source}: env")
+        return dataclass_from_dict(TrainConfig, {**values, "env": env}, source)
+    except ConfigError:
+        raise
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"{source}: {exc}") from exc
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> TrainConfig:
+    """A YAML file (optional; defaults otherwise) plus ``key=value`` overrides.
+
+    Raises:
+        ConfigError: unknown keys, bad values; FileNotFoundError: a missing file.
+    """
+    values: dict[str, Any] = load_yaml_mapping(path) if path is not None else {}
+    try:
+        extra = _nest(parse_overrides(overrides or []))
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+    return config_from_mapping(_merge(values, extra), str(path or "config"))
+
+
+def config_to_mapping(config: TrainConfig) -> dict[str, Any]:
+    """The resolved config as plain YAML-friendly values (``env`` nested)."""
+    out = dataclass_to_dict(config)
+    out["env"] = config_to_dict(config.env)
+    return out
+
+
+def dump_config(config: TrainConfig) -> str:
+    """YAML text of the resolved config (what the run folder's ``config.yaml`` holds)."""
+    return yaml.safe_dump(config_to_mapping(config), sort_keys=False)

@@ -1,0 +1,284 @@
+"""train.py: configs, smoke training for every algorithm, checkpoints, resume, determinism."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from stable_baselines3.common.logger import Logger
+
+import train as train_cli
+from agent.checkpoint import CheckpointError, load_model, read_checkpoint
+from agent.policy_agent import PolicyAgent
+from agent.train_config import ConfigError, TrainConfig, load_config
+from agent.training import (
+    BEST,
+    CHECKPOINTS,
+    FINAL,
+    DrivingMetricsCallback,
+    RunCallback,
+    RunError,
+    latest_checkpoint,
+    make_vec_env,
+    read_eval_history,
+    train,
+)
+from envs.criteria import Infraction
+from evaluation.agents import AgentError, make_agent
+from perception.model import PerceptionConfig, PerceptionNet
+
+REPO = Path(__file__).resolve().parents[2]
+SMOKE = REPO / "configs" / "smoke.yaml"
+TINY_ENCODER = PerceptionConfig(
+    channels=(8, 16, 32, 64), decoder_channels=(8, 8, 8, 8), feature_channels=8
+)
+
+
+@pytest.fixture(scope="module")
+def encoder_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("encoder") / "encoder.pt"
+    PerceptionNet(TINY_ENCODER).save_weights(path)
+    return path
+
+
+def smoke(encoder: Path, *overrides: str, base: Path = SMOKE) -> TrainConfig:
+    """The smoke config on the tiny encoder, with evaluation and video off unless asked."""
+    first = [f"encoder_weights={encoder}", "eval_every=0", "video_every=0"]
+    return load_config(base, [*first, *overrides])
+
+
+def tiny_dqn(algo: str, encoder: Path, *overrides: str) -> TrainConfig:
+    """configs/<algo>.yaml shrunk to a smoke run."""
+    return smoke(
+        encoder,
+        "n_envs=1",
+        "env.towns=[Grid01]",
+        "env.vehicles=2",
+        "env.walkers=2",
+        "env.route_length=[60, 120]",
+        "algo_kwargs.learning_starts=16",
+        "algo_kwargs.buffer_size=500",
+        "algo_kwargs.batch_size=16",
+        "algo_kwargs.target_update_interval=32",
+        "policy_kwargs.net_arch=[32, 32]",
+        *overrides,
+        base=REPO / "configs" / f"{algo}.yaml",
+    )
+
+
+def fixed_observation(config: TrainConfig) -> dict[str, np.ndarray]:
+    venv = make_vec_env(config)
+    try:
+        obs = venv.reset()
+        assert isinstance(obs, dict)
+        return obs
+    finally:
+        venv.close()
+
+
+# ----------------------------------------------------------------------------- config
+def test_shipped_configs_load() -> None:
+    for name in ("ppo", "dqn", "qrdqn", "ppo_carla", "smoke"):
+        config = load_config(REPO / "configs" / f"{name}.yaml")
+        assert config.env.frame_stack == 1  # stacking happens on features
+    assert load_config(REPO / "configs" / "qrdqn.yaml").algo == "qrdqn"
+    assert load_config(REPO / "configs" / "ppo_carla.yaml").env.backend == "carla"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["n_env=2"], r"unknown key\(s\) \['n_env'\]"),
+        (["env.vehicle=3"], r"env: unknown key\(s\) \['vehicle'\]"),
+        (["algo_kwargs.learnin_rate=1"], r"unknown key\(s\) \['learnin_rate'\] for ppo"),
+        (["algo=dqn"], "needs discrete actions"),
+        (["algo=a2c"], "not one of ppo, dqn, qrdqn"),
+        (["total_steps=0"], "total_steps must be >= 1"),
+        (["foo.bar=1"], "only env, algo_kwargs, policy_kwargs take dotted keys"),
+        (["env.weathers=[Sunny]"], "unknown weather"),
+    ],
+)
+def test_bad_config_names_the_problem(overrides: list[str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_config(SMOKE, overrides)
+
+
+def test_cli_reports_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert train_cli.main(["--config", str(SMOKE), "--set", "bogus=1"]) == 2
+    assert "unknown key(s) ['bogus']" in capsys.readouterr().err
+    assert train_cli.main(["--config", str(tmp_path / "nope.yaml")]) == 2
+    assert "no such config file" in capsys.readouterr().err
+    assert train_cli.main(["--resume", str(tmp_path / "empty")]) == 2
+    assert "no such config file" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- metrics
+def test_driving_metrics_callback_logs_episode_scores() -> None:
+    callback = DrivingMetricsCallback()
+    sb3_logger = Logger(folder=None, output_formats=[])
+    env = SimpleNamespace(num_envs=1)
+    callback.model = SimpleNamespace(logger=sb3_logger, get_env=lambda: env)  # type: ignore[assignment]
+    callback._on_training_start()
+    running = {"reward_terms": {"speed": 0.5}, "speed": 4.0}
+    crash = Infraction("collisions_vehicle", 20, 1.0, 0.0, 0.0, "hit a car")
+    end = {
+        "reward_terms": {"speed": 0.25},
+        "speed": 2.0,
+        "route_completion": 40.0,
+        "route_infractions": [crash],
+        "infractions_total": {"collisions_vehicle": 1},
+        "distance": 500.0,
+        "status": "running",
+    }
+    callback.locals = {"infos": [running], "dones": np.array([False])}
+    callback._on_step()
+    callback.locals = {"infos": [end], "dones": np.array([True])}
+    callback._on_step()
+    values = sb3_logger.name_to_value
+    assert values["driving/route_completion"] == pytest.approx(40.0)
+    assert values["driving/driving_score"] == pytest.approx(40.0 * 0.6)  # vehicle: x0.60
+    assert values["driving/collisions_vehicle_per_km"] == pytest.approx(2.0)
+    assert values["driving/mean_speed"] == pytest.approx(3.0)
+    assert values["reward_terms/speed"] == pytest.approx(0.75)
+
+
+# --------------------------------------------------------------------------- training
+@pytest.mark.parametrize("algo", ["ppo", "dqn", "qrdqn"])
+def test_smoke_training_writes_events_and_a_checkpoint_that_predicts_identically(
+    algo: str, encoder_file: Path, tmp_path: Path
+) -> None:
+    extra = ["total_steps=128", "checkpoint_every=64"]  # PPO collects 64-step rollouts
+    if algo == "ppo":
+        extra += ["eval_every=128", "video_every=128", "eval_route_ids=['0']"]
+        config = smoke(encoder_file, *extra)
+    else:
+        config = tiny_dqn(algo, encoder_file, *extra)
+    model = train(config, tmp_path / "run", progress=False)
+    run = tmp_path / "run"
+    assert (run / "config.yaml").exists() and (run / FINAL).exists()
+    assert sorted(p.name for p in (run / CHECKPOINTS).glob("step_*.zip")) == [
+        "step_000000064.zip",
+        "step_000000128.zip",
+    ]
+    events = list(run.glob("events.out.tfevents.*"))
+    assert events
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    accumulator = EventAccumulator(str(events[0]), size_guidance={"images": 0})
+    accumulator.Reload()
+    scalars = set(accumulator.Tags()["scalars"])
+    if algo == "ppo":
+        assert {"eval/driving_score", "eval/route_completion", "train/loss"} <= scalars
+        assert "eval/video" in accumulator.Tags()["images"]
+        assert (run / CHECKPOINTS / BEST).exists()
+        assert [r["steps"] for r in read_eval_history(run)] == [128.0]
+    loaded, extras = load_model(run / FINAL)
+    assert extras.num_timesteps == loaded.num_timesteps == model.num_timesteps == 128
+    obs = fixed_observation(config)
+    norm = extras.normalizer
+    assert norm is not None
+    obs = norm.normalize_obs(obs)  # type: ignore[assignment]
+    expected, _ = model.predict(obs, deterministic=True)
+    got, _ = loaded.predict(obs, deterministic=True)
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_seeded_runs_are_identical(encoder_file: Path, tmp_path: Path) -> None:
+    config = smoke(encoder_file, "total_steps=64")
+    first = train(config, tmp_path / "a", progress=False)
+    second = train(config, tmp_path / "b", progress=False)
+    for (name, a), (_, b) in zip(
+        first.policy.state_dict().items(), second.policy.state_dict().items(), strict=True
+    ):
+        torch.testing.assert_close(a, b, msg=name)
+    obs = fixed_observation(config)
+    np.testing.assert_array_equal(
+        first.predict(obs, deterministic=True)[0], second.predict(obs, deterministic=True)[0]
+    )
+
+
+def test_resume_continues_after_an_interruption(
+    encoder_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = smoke(encoder_file, "total_steps=128", "checkpoint_every=32")
+    run = tmp_path / "run"
+    original = RunCallback._on_step
+
+    def dies_at_step_80(self: RunCallback) -> bool:
+        if self.num_timesteps >= 80:
+            raise KeyboardInterrupt
+        return original(self)
+
+    monkeypatch.setattr(RunCallback, "_on_step", dies_at_step_80)
+    with pytest.raises(KeyboardInterrupt):
+        train(config, run, progress=False)
+    monkeypatch.setattr(RunCallback, "_on_step", original)
+    # a kill in the middle of a save leaves only a hidden temporary file behind
+    (run / CHECKPOINTS / ".step_000000096.zip.abc.tmp").write_bytes(b"half a zip")
+    latest = latest_checkpoint(run)
+    assert latest is not None and latest.name == "step_000000064.zip"
+    with pytest.raises(RunError, match="already holds a run"):
+        train(config, run, progress=False)
+    with pytest.raises(RunError, match="config differs"):
+        train(smoke(encoder_file, "total_steps=256", "checkpoint_every=32"), run, resume=True)
+    resumed = train(config, run, resume=True, progress=False)
+    assert resumed.num_timesteps == 128
+    assert read_checkpoint(run / FINAL).num_timesteps == 128
+    with pytest.raises(RunError, match="no checkpoint there"):
+        train(config, tmp_path / "fresh", resume=True)
+
+
+# ------------------------------------------------------------------------- checkpoints
+def test_bad_checkpoints_give_clear_errors(tmp_path: Path) -> None:
+    missing = tmp_path / "missing.zip"
+    with pytest.raises(CheckpointError, match="no such checkpoint"):
+        read_checkpoint(missing)
+    garbage = tmp_path / "garbage.zip"
+    garbage.write_bytes(b"not a zip at all")
+    with pytest.raises(CheckpointError, match="garbage.zip: unreadable"):
+        read_checkpoint(garbage)
+    foreign = tmp_path / "foreign.zip"
+    with zipfile.ZipFile(foreign, "w") as archive:
+        archive.writestr("data", "{}")
+    with pytest.raises(CheckpointError, match="not a segdrive agent checkpoint"):
+        read_checkpoint(foreign)
+    with pytest.raises(AgentError, match="garbage.zip"):
+        make_agent(str(garbage))
+
+
+def test_policy_agent_drives_in_the_harness(encoder_file: Path, tmp_path: Path) -> None:
+    config = smoke(encoder_file, "total_steps=64")
+    train(config, tmp_path / "run", progress=False)
+    agent = make_agent(str(tmp_path / "run" / FINAL))
+    assert isinstance(agent, PolicyAgent)
+    sensors: list[dict[str, Any]] = agent.sensors()
+    assert sensors[0]["width"] == config.env.camera_width
+    from evaluation.drive import RouteRunner
+    from evaluation.runner import EvalConfig, make_backend, plan_jobs
+
+    eval_config = EvalConfig(
+        agent=str(tmp_path / "run" / FINAL),
+        routes=REPO / "routes" / "train.xml",
+        route_ids=("0",),
+        traffic="none",
+        out=tmp_path / "eval" / "results.json",
+    )
+    ticks = []
+
+    def stop_after_40(backend: Any, state: Any, plan: Any) -> bool:
+        ticks.append(state.time)
+        return len(ticks) < 40
+
+    runner = RouteRunner(eval_config, make_backend, observer=stop_after_40)
+    try:
+        record = runner.run(plan_jobs(eval_config)[0])
+    finally:
+        runner.close()
+    assert len(ticks) == 40
+    assert record["status"] not in ("Failed - Agent crashed", "Failed - Agent couldn't be set up")
