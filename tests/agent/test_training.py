@@ -241,14 +241,14 @@ def test_bad_checkpoints_give_clear_errors(tmp_path: Path) -> None:
         read_checkpoint(missing)
     garbage = tmp_path / "garbage.zip"
     garbage.write_bytes(b"not a zip at all")
-    with pytest.raises(CheckpointError, match="garbage.zip: unreadable"):
+    with pytest.raises(CheckpointError, match=r"garbage\.zip: unreadable"):
         read_checkpoint(garbage)
     foreign = tmp_path / "foreign.zip"
     with zipfile.ZipFile(foreign, "w") as archive:
         archive.writestr("data", "{}")
     with pytest.raises(CheckpointError, match="not a segdrive agent checkpoint"):
         read_checkpoint(foreign)
-    with pytest.raises(AgentError, match="garbage.zip"):
+    with pytest.raises(AgentError, match=r"garbage\.zip"):
         make_agent(str(garbage))
 
 
