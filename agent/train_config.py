@@ -59,6 +59,10 @@ class TrainConfig:
         finetune_encoder: Train the encoder with the policy (images go into the rollout
             buffer; much slower). Off: the frozen encoder runs once per env step, batched.
         normalize: Running mean/std normalisation of the observations (VecNormalize).
+        bc_steps: Autopilot demonstrations (env steps) cloned into the policy before RL
+            (PPO with continuous actions; 0: pure RL). See ``agent.warmstart``.
+        bc_epochs: Behaviour-cloning passes over the demonstrations.
+        bc_noise: Steer noise added to the executed expert actions (DART) [-1..1 units].
         algo_kwargs: Keyword arguments of the SB3 algorithm (``learning_rate``, ``n_steps``...).
         policy_kwargs: SB3 ``policy_kwargs`` (``net_arch``...).
         checkpoint_every: Env steps between checkpoints.
@@ -86,6 +90,9 @@ class TrainConfig:
     feature_stack: int = 2
     finetune_encoder: bool = False
     normalize: bool = True
+    bc_steps: int = 0
+    bc_epochs: int = 10
+    bc_noise: float = 0.15
     algo_kwargs: dict[str, Any] = field(default_factory=dict)
     policy_kwargs: dict[str, Any] = field(default_factory=dict)
     checkpoint_every: int = 50_000
@@ -111,6 +118,10 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.algo != "ppo" and self.env.action != "discrete":
             raise ConfigError(f"algo {self.algo} needs discrete actions: set env.action: discrete")
+        if self.bc_steps and (self.algo != "ppo" or self.env.action == "discrete"):
+            raise ConfigError(
+                "bc_steps (behaviour-cloning warm start) needs ppo with continuous actions"
+            )
         if self.eval_traffic not in ("none", "regular", "dense"):
             raise ConfigError(f"eval_traffic: {self.eval_traffic!r}; use none, regular or dense")
         if self.env.image != "rgb":

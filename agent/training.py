@@ -37,6 +37,7 @@ from agent.features import FEATURES, MEASUREMENTS, EncoderExtractor, EncoderVecE
 from agent.policy_agent import PolicyAgent
 from agent.tb_media import log_gif, rollout_frames
 from agent.train_config import TrainConfig, algorithm_class, config_to_mapping, dump_config
+from agent.warmstart import warm_start
 from envs.atomic import atomic_path, write_text_atomic
 from envs.config import load_yaml_mapping
 from envs.driving_env import DrivingEnv
@@ -428,6 +429,26 @@ def train(
         writer = _tensorboard_writer(sb3_logger)
         if writer is not None and checkpoint is None:
             _hyperparameters(writer, config)
+        if checkpoint is None and config.bc_steps:
+            losses = warm_start(
+                model,  # type: ignore[arg-type]
+                venv,
+                config.bc_steps,
+                config.bc_epochs,
+                config.bc_noise,
+                config.seed,
+                progress,
+            )
+            for key, value in losses.items():
+                sb3_logger.record(f"warmstart/{key}", value)
+            sb3_logger.dump(0)
+            save_checkpoint(
+                run_dir / CHECKPOINTS / "warmstart.zip",
+                model,
+                config,
+                config.encoder_path,
+                normalizer_of(venv),
+            )
         remaining = config.total_steps - model.num_timesteps
         if remaining > 0:
             model.learn(

@@ -321,6 +321,22 @@ class DrivingEnv(gym.Env[dict[str, np.ndarray], Any]):
             self._backend.close()
         self._closed = True
 
+    def expert_action(self) -> np.ndarray | int:
+        """What the privileged autopilot would do now, as an action of this env's space.
+
+        For demonstrations (behaviour-cloning warm start); callable through
+        ``VecEnv.env_method("expert_action")``. The autopilot follows the current episode's
+        plan and is restarted with every episode.
+        """
+        from agent.autopilot import Autopilot
+
+        if getattr(self, "_expert_plan", None) is not self._plan:
+            self._expert = Autopilot()  # noise-free; leaves the env generator alone
+            self._expert.reset(self._plan, self.backend.road_map, self._state.lights)
+            self._expert_plan = self._plan
+        dt = self.config.physics_dt * self.config.action_repeat
+        return self.actions.from_control(self._expert.run_step(self._state, dt))
+
     @property
     def plan(self) -> RoutePlan:
         """The dense plan of the current route."""

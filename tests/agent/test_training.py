@@ -282,3 +282,26 @@ def test_policy_agent_drives_in_the_harness(encoder_file: Path, tmp_path: Path) 
         runner.close()
     assert len(ticks) == 40
     assert record["status"] not in ("Failed - Agent crashed", "Failed - Agent couldn't be set up")
+
+
+def test_behaviour_cloning_fits_the_autopilot(encoder_file: Path) -> None:
+    from agent.training import build_model
+    from agent.warmstart import behaviour_clone, collect_demonstrations
+
+    config = smoke(encoder_file, "env.vehicles=0", "env.walkers=0")
+    venv = make_vec_env(config)
+    try:
+        model = build_model(config, venv, "cpu")
+        observations, actions, returns = collect_demonstrations(
+            venv, 96, steer_noise=0.1, gamma=0.99, progress=False
+        )
+        assert actions.shape == (96, 2) and returns.shape == (96,)
+        assert np.all(np.abs(actions) <= 1.0) and actions[:, 1].max() > 0.0  # it drives off
+        obs = {k: v.astype(np.float32) for k, v in observations.items()}
+        first = behaviour_clone(model, obs, actions, returns, epochs=1)
+        last = behaviour_clone(model, obs, actions, returns, epochs=30)
+        assert last["action_mse"] < 0.5 * first["action_mse"]
+    finally:
+        venv.close()
+    with pytest.raises(ConfigError, match="needs ppo with continuous actions"):
+        tiny_dqn("dqn", encoder_file, "bc_steps=10")

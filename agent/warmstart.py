@@ -1,0 +1,153 @@
+"""Behaviour-cloning warm start for PPO: imitate the autopilot before reinforcement learning.
+
+On a 2-core CPU the RL budget is a few hundred thousand steps, far below the millions that
+pure-RL driving agents need (Roach: 10M). Starting PPO from a policy that already imitates the
+privileged autopilot -- the recipe of CIRL (Liang et al., ECCV 2018) -- spends the RL budget on
+improving a driver instead of discovering driving. The policy still only sees what it will see
+at test time (encoder features and measurements); only the labels are privileged.
+
+Demonstrations follow DART (Laskey et al., CoRL 2017): the executed action is the expert's plus
+steer noise, the label is the clean expert action, so the data shows how to recover from drift.
+The value head is regressed on the demonstrations' discounted returns so that PPO's first
+advantages are not noise.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+from stable_baselines3 import PPO
+from stable_baselines3.common.vec_env import VecEnv, VecNormalize
+from torch.nn import functional as F  # noqa: N812
+from tqdm import tqdm
+
+logger = logging.getLogger(__name__)
+
+
+def _normalizer(venv: VecEnv) -> VecNormalize | None:
+    while venv is not None:
+        if isinstance(venv, VecNormalize):
+            return venv
+        venv = getattr(venv, "venv", None)  # type: ignore[assignment]
+    return None
+
+
+def collect_demonstrations(
+    venv: VecEnv,
+    steps: int,
+    steer_noise: float,
+    gamma: float,
+    seed: int = 0,
+    progress: bool = True,
+) -> tuple[dict[str, NDArray[Any]], NDArray[np.float32], NDArray[np.float32]]:
+    """Drive ``venv`` with the autopilot (``env_method("expert_action")``).
+
+    Returns:
+        Raw observations (stacked over steps and envs), the expert's clean actions, and the
+        discounted returns of the executed trajectories (cut at the last step).
+    """
+    rng = np.random.default_rng(seed)
+    norm = _normalizer(venv)
+    n = venv.num_envs
+    rounds = max(1, steps // n)
+    obs_log: list[dict[str, NDArray[Any]]] = []
+    actions, rewards, dones = [], [], []
+    obs = venv.reset()
+    with tqdm(total=rounds * n, disable=not progress, unit="step", desc="demonstrations") as bar:
+        for _ in range(rounds):
+            raw = norm.get_original_obs() if norm is not None else obs
+            assert isinstance(raw, dict)
+            obs_log.append({k: np.array(v) for k, v in raw.items()})
+            expert = np.asarray(venv.env_method("expert_action"), dtype=np.float32)
+            executed = expert.copy()
+            executed[:, 0] += rng.normal(0.0, steer_noise, size=n)
+            obs, reward, done, _ = venv.step(np.clip(executed, -1.0, 1.0))
+            actions.append(expert)
+            rewards.append(np.asarray(reward, dtype=np.float32))
+            dones.append(np.asarray(done, dtype=bool))
+            bar.update(n)
+    returns = np.zeros((rounds, n), dtype=np.float32)
+    running = np.zeros(n, dtype=np.float32)
+    for t in range(rounds - 1, -1, -1):
+        running = rewards[t] + gamma * running * (~dones[t])
+        returns[t] = running
+    stacked = {k: np.concatenate([o[k] for o in obs_log]) for k in obs_log[0]}
+    return stacked, np.concatenate(actions), returns.reshape(-1)
+
+
+def behaviour_clone(
+    model: PPO,
+    observations: dict[str, NDArray[Any]],
+    actions: NDArray[np.float32],
+    returns: NDArray[np.float32],
+    epochs: int,
+    batch_size: int = 256,
+    lr: float = 1e-3,
+    seed: int = 0,
+) -> dict[str, float]:
+    """Fit the policy mean to ``actions`` (MSE) and the value head to ``returns``.
+
+    ``observations`` must already be normalised as the policy sees them. The policy's log-std
+    is left alone so that PPO keeps its exploration. Returns the last epoch's mean losses.
+    """
+    policy = model.policy
+    device = policy.device
+    params = [p for name, p in policy.named_parameters() if name != "log_std"]
+    optimizer = torch.optim.Adam(params, lr=lr)
+    obs_t = {k: torch.as_tensor(v, device=device) for k, v in observations.items()}
+    act_t = torch.as_tensor(actions, device=device)
+    ret_t = torch.as_tensor(returns, device=device)
+    size = len(act_t)
+    generator = torch.Generator().manual_seed(seed)
+    losses = {"action_mse": 0.0, "value_mse": 0.0}
+    policy.set_training_mode(True)
+    for _ in range(epochs):
+        order = torch.randperm(size, generator=generator)
+        totals = {"action_mse": 0.0, "value_mse": 0.0}
+        for start in range(0, size, batch_size):
+            idx = order[start : start + batch_size].to(device)
+            batch = {k: v[idx] for k, v in obs_t.items()}
+            distribution = policy.get_distribution(batch)
+            mean = distribution.distribution.mean  # type: ignore[union-attr]
+            action_loss = F.mse_loss(mean, act_t[idx])
+            value_loss = F.mse_loss(policy.predict_values(batch).flatten(), ret_t[idx])
+            loss = action_loss + 0.5 * value_loss
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            totals["action_mse"] += float(action_loss.detach()) * len(idx)
+            totals["value_mse"] += float(value_loss.detach()) * len(idx)
+        losses = {k: v / size for k, v in totals.items()}
+        logger.info(
+            "behaviour cloning: action MSE %.4f, value MSE %.3f",
+            losses["action_mse"],
+            losses["value_mse"],
+        )
+    policy.set_training_mode(False)
+    return losses
+
+
+def warm_start(
+    model: PPO,
+    venv: VecEnv,
+    steps: int,
+    epochs: int,
+    steer_noise: float,
+    seed: int = 0,
+    progress: bool = True,
+) -> dict[str, float]:
+    """Collect ``steps`` demonstrations on ``venv`` and clone them into ``model``."""
+    observations, actions, returns = collect_demonstrations(
+        venv, steps, steer_noise, model.gamma, seed, progress
+    )
+    norm = _normalizer(venv)
+    if norm is not None:  # normalise with the statistics the demonstrations built up
+        observations = norm.normalize_obs(observations)  # type: ignore[assignment]
+    observations = {k: np.asarray(v, dtype=np.float32) for k, v in observations.items()}
+    losses = behaviour_clone(model, observations, actions, returns, epochs, seed=seed)
+    # SB3 resets the envs when learning starts; the running statistics stay.
+    return losses
