@@ -201,7 +201,7 @@ def test_simulator_crash_is_recorded_and_the_next_route_runs(lb1: Path, tmp_path
             "at least two waypoints",
         ),
         (LB1.replace(f'x="{END[0]}"', 'x="5000"'), [], "move the waypoints"),
-        (LB1, ["--agent", "policy.zip"], "train.py"),
+        (LB1, ["--agent", "policy.zip"], "policy.zip: no such checkpoint"),
     ],
 )
 def test_cli_bad_input_is_one_line_and_exit_code_2(
