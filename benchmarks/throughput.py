@@ -1,7 +1,9 @@
-"""Throughput benchmarks: ``python -m benchmarks.throughput {sim,render,env,encoder} [--json]``.
+"""Throughput benchmarks: ``python -m benchmarks.throughput {sim,render,env,encoder,train}``.
 
 Figures, not tests: run on an idle machine, and pin to one core with ``taskset -c 0`` to match
 the README's numbers. Each sub-command prints a short table, or one JSON object with ``--json``.
+``train`` measures whole training (env collection, encoder, updates) with the envs in
+subprocesses: do not pin it, it needs the cores a real run has.
 """
 
 from __future__ import annotations
@@ -201,12 +203,37 @@ def run_encoder(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def run_train(args: argparse.Namespace) -> dict[str, Any]:
+    """End-to-end training env steps/s (collection + encoding + updates); see ``train_bench``.
+
+    ``peak_rss_mb`` is this process's (policy, encoder, buffers), not the env subprocesses'.
+    """
+    from benchmarks.train_bench import run_train as train
+
+    result = train(
+        algo=args.algo,
+        config=args.config,
+        envs=args.envs,
+        steps=args.steps,
+        device=args.device,
+        threads=args.threads,
+        weights=args.weights,
+        seed=args.seed,
+        progress=not args.json,
+    )
+    result["peak_rss_mb"] = peak_rss_mb()
+    return result
+
+
 BENCHMARKS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
     "sim": run_sim,
     "render": run_render,
     "env": run_env,
     "encoder": run_encoder,
+    "train": run_train,
 }
+DEFAULT_STEPS = {"train": 4096}
+"""``--steps`` where it is not 5000."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -220,7 +247,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--vehicles", type=int, default=50, help="NPC vehicles (default 50)")
     parser.add_argument("--walkers", type=int, default=50, help="pedestrians (default 50)")
     parser.add_argument(
-        "--steps", type=int, default=5000, help="measured steps or frames (default 5000)"
+        "--steps",
+        type=int,
+        default=None,
+        help="measured steps or frames (default 5000; train: 4096 env steps over all envs)",
     )
     parser.add_argument("--width", type=int, default=160, help="camera width in pixels (render)")
     parser.add_argument("--height", type=int, default=96, help="camera height in pixels (render)")
@@ -228,24 +258,46 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--json", action="store_true", help="print one JSON object instead of a table"
     )
-    encoder = parser.add_argument_group("encoder")
+    encoder = parser.add_argument_group("encoder (--threads, --weights, --device: train too)")
     encoder.add_argument("--batch", type=int, default=64, help="frames per call (default 64)")
     encoder.add_argument(
-        "--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)"
+        "--threads",
+        type=int,
+        default=0,
+        help="torch CPU threads of this process (default: torch's; train: the config's)",
     )
     encoder.add_argument(
         "--seconds", type=float, default=3.0, help="measured time per case (default 3)"
     )
     encoder.add_argument(
-        "--weights", default=None, help="weight file (default: a random default network)"
+        "--weights",
+        default=None,
+        help="weight file (default: a random default network; train: the shipped weights "
+        "when present)",
     )
     encoder.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="torch device")
+    train = parser.add_argument_group(
+        "train",
+        "The env comes from the config: --town, --vehicles, --walkers, --width and "
+        "--height do not apply.",
+    )
+    train.add_argument(
+        "--algo", choices=("ppo", "dqn", "qrdqn"), default=None, help="algorithm (default ppo)"
+    )
+    train.add_argument("--envs", type=int, default=4, help="parallel envs (default 4)")
+    train.add_argument(
+        "--config",
+        default=None,
+        help="training config (default configs/<algo>.yaml; --algo, if given, overrides its algo)",
+    )
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run one benchmark and print its figures."""
     args = build_parser().parse_args(argv)
+    if args.steps is None:
+        args.steps = DEFAULT_STEPS.get(args.what, 5000)
     logging.basicConfig(level=logging.WARNING)
     result = BENCHMARKS[args.what](args)
     if args.json:

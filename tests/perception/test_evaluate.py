@@ -1,4 +1,5 @@
-"""perception.evaluate (metrics, the CLI, its pictures) and the encoder throughput benchmark."""
+"""perception.evaluate (metrics, the CLI, its pictures); the encoder and train throughput
+benchmarks."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from benchmarks import train_bench
 from benchmarks.throughput import main as throughput_main
 from perception import evaluate as evaluate_module
 from perception.dataset import ShardDataset
@@ -191,3 +193,22 @@ def test_encoder_benchmark_prints_json(capsys: pytest.CaptureFixture[str]) -> No
     assert result["frames_per_s"] == max(
         result["frames_per_s_contiguous"], result["frames_per_s_channels_last"]
     )
+
+
+def test_train_benchmark_prints_json(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # No shipped weights: a random default network stands in, and the output says so.
+    monkeypatch.setattr(train_bench, "DEFAULT_WEIGHTS", tmp_path / "missing.pt")
+    smoke = Path(__file__).resolve().parents[2] / "configs" / "smoke.yaml"
+    argv = ["train", "--config", str(smoke), "--envs", "1", "--steps", "64", "--json"]
+    assert throughput_main(argv) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["benchmark"] == "train" and result["algo"] == "ppo" and result["envs"] == 1
+    assert "random" in result["weights"]
+    assert result["warmup_steps"] == 64 and result["steps"] == 64  # smoke: n_steps 64
+    assert 0.0 <= result["update_share"] < 1.0
+    for key in ("steps_per_s", "collection_only_steps_per_s", "encoder_only_steps_per_s"):
+        assert result[key] > 0
+    with pytest.raises(ValueError, match="--envs and --steps must be >= 1"):
+        throughput_main(["train", "--envs", "0"])
