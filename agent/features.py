@@ -9,6 +9,7 @@ fine-tuning alternative: an SB3 features extractor that owns a trainable copy of
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from perception.model import PerceptionNet
 
 FEATURES = "features"
 MEASUREMENTS = ("speed", "control", "targets", "command")
+"""Every measurement key of the env's observation (``TrainConfig.measurements`` picks some)."""
 
 
 def load_encoder(path: str | Path, device: str | torch.device = "cpu") -> PerceptionNet:
@@ -51,9 +53,11 @@ def _shape(space: spaces.Dict, key: str) -> tuple[int, ...]:
     return shape
 
 
-def feature_space(image_space: spaces.Dict, feature_dim: int, stack: int) -> spaces.Dict:
-    """The observation space after encoding: ``features`` plus the measurements."""
-    inner = {k: image_space[k] for k in MEASUREMENTS}
+def feature_space(
+    image_space: spaces.Dict, feature_dim: int, stack: int, measurements: Sequence[str]
+) -> spaces.Dict:
+    """The observation space after encoding: ``features`` plus the chosen measurements."""
+    inner = {k: image_space[k] for k in measurements}
     box = spaces.Box(-np.inf, np.inf, shape=(feature_dim * stack,), dtype=np.float32)
     return spaces.Dict({FEATURES: box, **inner})
 
@@ -70,6 +74,7 @@ class EncoderVecEnv(VecEnvWrapper):
         encoder: The frozen perception network.
         stack: Feature vectors per observation (newest last).
         device: Where the encoder runs.
+        measurements: Measurement keys passed on (the others are dropped).
     """
 
     def __init__(
@@ -78,6 +83,7 @@ class EncoderVecEnv(VecEnvWrapper):
         encoder: PerceptionNet,
         stack: int = 2,
         device: str | torch.device = "cpu",
+        measurements: Sequence[str] = MEASUREMENTS,
     ) -> None:
         image_space = venv.observation_space
         if not isinstance(image_space, spaces.Dict) or _shape(image_space, "image")[0] != 3:
@@ -86,8 +92,12 @@ class EncoderVecEnv(VecEnvWrapper):
         self.stack = stack
         self.device = torch.device(device)
         self.feature_dim = encoder.feature_dim
+        self.measurements = tuple(measurements)
         super().__init__(
-            venv, observation_space=feature_space(image_space, self.feature_dim, stack)
+            venv,
+            observation_space=feature_space(
+                image_space, self.feature_dim, stack, self.measurements
+            ),
         )
         self._history = np.zeros((self.num_envs, stack, self.feature_dim), dtype=np.float32)
 
@@ -98,7 +108,7 @@ class EncoderVecEnv(VecEnvWrapper):
             return self.encoder.features(x).float().cpu().numpy()
 
     def _observation(self, obs: dict[str, NDArray[Any]]) -> dict[str, NDArray[Any]]:
-        out = {k: obs[k] for k in MEASUREMENTS}
+        out = {k: obs[k] for k in self.measurements}
         out[FEATURES] = self._history.reshape(self.num_envs, -1).copy()
         return out
 
@@ -122,7 +132,7 @@ class EncoderVecEnv(VecEnvWrapper):
             last = infos[i]["terminal_observation"]
             history = np.concatenate([self._history[i, 1:], terminal[j][None]])
             infos[i]["terminal_observation"] = {
-                **{k: last[k] for k in MEASUREMENTS},
+                **{k: last[k] for k in self.measurements},
                 FEATURES: history.reshape(-1),
             }
         self._history[:, :-1] = self._history[:, 1:]
@@ -142,15 +152,22 @@ class EncoderExtractor(BaseFeaturesExtractor):
     Args:
         observation_space: The env's ``Dict`` space (with ``image``).
         weights: Perception weights to start from.
+        measurements: Measurement keys appended to the features (the others are ignored).
     """
 
-    def __init__(self, observation_space: spaces.Dict, weights: str) -> None:
+    def __init__(
+        self,
+        observation_space: spaces.Dict,
+        weights: str,
+        measurements: Sequence[str] = MEASUREMENTS,
+    ) -> None:
         encoder = PerceptionNet.from_weights(weights)
         frames = _shape(observation_space, "image")[0] // 3
-        measurements = sum(math.prod(_shape(observation_space, k)) for k in MEASUREMENTS)
-        super().__init__(observation_space, encoder.feature_dim * frames + measurements)
+        size = sum(math.prod(_shape(observation_space, k)) for k in measurements)
+        super().__init__(observation_space, encoder.feature_dim * frames + size)
         self.encoder = encoder
         self.frames = frames
+        self.measurements = tuple(measurements)
 
     def forward(self, observations: dict[str, Tensor]) -> Tensor:
         """Features of every frame (SB3 hands images as float [0, 255]) plus measurements."""
@@ -158,5 +175,5 @@ class EncoderExtractor(BaseFeaturesExtractor):
         b, _, h, w = images.shape
         frames = images.reshape(b * self.frames, 3, h, w) / 255.0
         feats = self.encoder.features(frames).reshape(b, -1)
-        rest = [observations[k].reshape(b, -1) for k in MEASUREMENTS]
+        rest = [observations[k].reshape(b, -1) for k in self.measurements]
         return torch.cat([feats, *rest], dim=1)

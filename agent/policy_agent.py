@@ -20,7 +20,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.vec_env import VecNormalize
 
 from agent.checkpoint import load_model
-from agent.features import FEATURES, MEASUREMENTS
+from agent.features import FEATURES
 from agent.train_config import TrainConfig
 from envs.action import ActionAdapter
 from envs.backends.base import TrafficLightInfo, WorldState
@@ -134,7 +134,7 @@ class PolicyAgent:
             self._history = np.repeat(feats[None], self.config.feature_stack, axis=0)
         else:
             self._history = np.concatenate([self._history[1:], feats[None]])
-        out = {k: obs[k][None] for k in MEASUREMENTS}
+        out = {k: obs[k][None] for k in self.config.measurements}
         out[FEATURES] = self._history.reshape(1, -1)
         if self.normalizer is not None:
             out = self.normalizer.normalize_obs(out)  # type: ignore[assignment]

@@ -35,6 +35,7 @@ from envs.config import (
 Algo = Literal["ppo", "dqn", "qrdqn"]
 ALGOS: tuple[str, ...] = ("ppo", "dqn", "qrdqn")
 SECTIONS = ("env", "algo_kwargs", "policy_kwargs")
+MEASUREMENT_KEYS = ("speed", "control", "targets", "command")
 
 
 class ConfigError(ValueError):
@@ -56,6 +57,10 @@ class TrainConfig:
             to 1, stacking happens on features).
         encoder_weights: Perception weights; empty: the shipped ones.
         feature_stack: Encoded frames the policy sees (newest last).
+        measurements: Measurements the policy sees besides the features (``speed``,
+            ``control``, ``targets``, ``command``). ``control`` (the last action) is left out
+            by default: a cloned policy that sees its own last action learns to repeat it and
+            never starts again after a stop (the inertia problem, Codevilla et al., ICCV 2019).
         finetune_encoder: Train the encoder with the policy (images go into the rollout
             buffer; much slower). Off: the frozen encoder runs once per env step, batched.
         normalize: Running mean/std normalisation of the observations (VecNormalize).
@@ -88,6 +93,7 @@ class TrainConfig:
     env: EnvConfig = field(default_factory=EnvConfig)
     encoder_weights: str = ""
     feature_stack: int = 2
+    measurements: tuple[str, ...] = ("speed", "targets", "command")
     finetune_encoder: bool = False
     normalize: bool = True
     bc_steps: int = 0
@@ -118,6 +124,9 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.algo != "ppo" and self.env.action != "discrete":
             raise ConfigError(f"algo {self.algo} needs discrete actions: set env.action: discrete")
+        unknown = sorted(set(self.measurements) - set(MEASUREMENT_KEYS))
+        if unknown:
+            raise ConfigError(f"measurements: unknown {unknown}; choose from {MEASUREMENT_KEYS}")
         if self.bc_steps and (self.algo != "ppo" or self.env.action == "discrete"):
             raise ConfigError(
                 "bc_steps (behaviour-cloning warm start) needs ppo with continuous actions"

@@ -33,7 +33,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv,
 from tqdm import tqdm
 
 from agent.checkpoint import load_model, save_checkpoint
-from agent.features import FEATURES, MEASUREMENTS, EncoderExtractor, EncoderVecEnv, load_encoder
+from agent.features import FEATURES, EncoderExtractor, EncoderVecEnv, load_encoder
 from agent.policy_agent import PolicyAgent
 from agent.tb_media import log_gif, rollout_frames
 from agent.train_config import TrainConfig, algorithm_class, config_to_mapping, dump_config
@@ -81,9 +81,11 @@ def make_vec_env(config: TrainConfig, encoder_device: str = "cpu") -> VecEnv:
     venv.seed(config.seed)
     if not config.finetune_encoder:
         encoder = load_encoder(config.encoder_path, encoder_device)
-        venv = EncoderVecEnv(venv, encoder, config.feature_stack, encoder_device)
+        venv = EncoderVecEnv(
+            venv, encoder, config.feature_stack, encoder_device, config.measurements
+        )
     if config.normalize:
-        keys = [*MEASUREMENTS] + ([] if config.finetune_encoder else [FEATURES])
+        keys = [*config.measurements] + ([] if config.finetune_encoder else [FEATURES])
         venv = VecNormalize(venv, norm_obs=True, norm_reward=False, norm_obs_keys=keys)
     return venv
 
@@ -105,7 +107,10 @@ def build_model(config: TrainConfig, venv: VecEnv, device: str) -> BaseAlgorithm
     if config.finetune_encoder:
         policy_kwargs.update(
             features_extractor_class=EncoderExtractor,
-            features_extractor_kwargs={"weights": str(config.encoder_path)},
+            features_extractor_kwargs={
+                "weights": str(config.encoder_path),
+                "measurements": config.measurements,
+            },
             normalize_images=False,
         )
     cls = algorithm_class(config.algo)
@@ -205,8 +210,9 @@ class RunCallback(BaseCallback):
         self._started = time.monotonic()
         self._bar = tqdm(total=cfg.total_steps, initial=now, unit="step", disable=not self.progress)
         if cfg.eval_every:
-            eval_config = self._eval_config()
-            self._eval_jobs = plan_jobs(eval_config)
+            self._eval_jobs = plan_jobs(self._eval_config())
+            if now == 0 and cfg.bc_steps:  # the warm-started policy's point on the curve
+                self.evaluate()
 
     def _on_step(self) -> bool:
         assert self._bar is not None
