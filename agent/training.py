@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
-from stable_baselines3.common.logger import configure
+from stable_baselines3.common.logger import CSVOutputFormat, configure
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv, VecNormalize
 from tqdm import tqdm
@@ -52,6 +52,19 @@ BEST = "best.zip"
 FINAL = "final.zip"
 EVAL_CSV = "eval.csv"
 EVAL_FIELDS = ("steps", "wall_time", "driving_score", "route_completion", "infraction_penalty")
+
+
+class ResumableCSV(CSVOutputFormat):
+    """SB3's CSV log, continued instead of overwritten when a run resumes."""
+
+    def __init__(self, path: Path) -> None:
+        old = path.exists() and path.stat().st_size > 0
+        self.file = path.open("r+" if old else "w+", encoding="utf-8")
+        header = self.file.readline().strip() if old else ""
+        self.keys = header.split(",") if header else []
+        self.separator = ","
+        self.quotechar = '"'
+        self.file.seek(0, 2)
 
 
 class RunError(ValueError):
@@ -430,7 +443,8 @@ def train(
             logger.info("resuming %s at step %d", checkpoint, model.num_timesteps)
         else:
             model = build_model(config, venv, device)
-        sb3_logger = configure(str(run_dir), ["tensorboard", "csv"])
+        sb3_logger = configure(str(run_dir), ["tensorboard"])
+        sb3_logger.output_formats.append(ResumableCSV(run_dir / "progress.csv"))
         model.set_logger(sb3_logger)
         writer = _tensorboard_writer(sb3_logger)
         if writer is not None and checkpoint is None:

@@ -227,8 +227,10 @@ def test_resume_continues_after_an_interruption(
         train(config, run, progress=False)
     with pytest.raises(RunError, match="config differs"):
         train(smoke(encoder_file, "total_steps=256", "checkpoint_every=32"), run, resume=True)
+    rows_before = (run / "progress.csv").read_text().count("\n")
     resumed = train(config, run, resume=True, progress=False)
     assert resumed.num_timesteps == 128
+    assert (run / "progress.csv").read_text().count("\n") > rows_before  # appended
     assert read_checkpoint(run / FINAL).num_timesteps == 128
     with pytest.raises(RunError, match="no checkpoint there"):
         train(config, tmp_path / "fresh", resume=True)
