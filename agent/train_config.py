@@ -68,6 +68,8 @@ class TrainConfig:
             (PPO with continuous actions; 0: pure RL). See ``agent.warmstart``.
         bc_epochs: Behaviour-cloning passes over the demonstrations.
         bc_noise: Steer noise added to the executed expert actions (DART) [-1..1 units].
+        bc_standing_keep: Share of the demonstration samples kept while the ego stands
+            still (see ``agent.warmstart.collect_demonstrations``).
         algo_kwargs: Keyword arguments of the SB3 algorithm (``learning_rate``, ``n_steps``...).
         policy_kwargs: SB3 ``policy_kwargs`` (``net_arch``...).
         checkpoint_every: Env steps between checkpoints.
@@ -99,6 +101,7 @@ class TrainConfig:
     bc_steps: int = 0
     bc_epochs: int = 10
     bc_noise: float = 0.15
+    bc_standing_keep: float = 1.0
     algo_kwargs: dict[str, Any] = field(default_factory=dict)
     policy_kwargs: dict[str, Any] = field(default_factory=dict)
     checkpoint_every: int = 50_000

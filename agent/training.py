@@ -458,6 +458,7 @@ def train(
                 config.bc_noise,
                 config.seed,
                 progress,
+                config.bc_standing_keep,
             )
             for key, value in losses.items():
                 sb3_logger.record(f"warmstart/{key}", value)

@@ -27,6 +27,8 @@ from tqdm import tqdm
 
 logger = logging.getLogger(__name__)
 
+STANDING_SPEED = 0.5  # [m/s] below this a demonstration sample counts as standing still
+
 
 def _normalizer(venv: VecEnv) -> VecNormalize | None:
     while venv is not None:
@@ -43,8 +45,14 @@ def collect_demonstrations(
     gamma: float,
     seed: int = 0,
     progress: bool = True,
+    standing_keep: float = 1.0,
 ) -> tuple[dict[str, NDArray[Any]], NDArray[np.float32], NDArray[np.float32]]:
     """Drive ``venv`` with the autopilot (``env_method("expert_action")``).
+
+    Args:
+        standing_keep: Share of the samples kept while the ego stands still. Waiting at red
+            lights and in queues fills much of a drive; a cloned policy that mostly saw
+            "standing still -> brake" stays standing once stopped (causal confusion).
 
     Returns:
         Raw observations (stacked over steps and envs), the expert's clean actions, and the
@@ -76,7 +84,20 @@ def collect_demonstrations(
         running = rewards[t] + gamma * running * (~dones[t])
         returns[t] = running
     stacked = {k: np.concatenate([o[k] for o in obs_log]) for k in obs_log[0]}
-    return stacked, np.concatenate(actions), returns.reshape(-1)
+    flat_actions = np.concatenate(actions)
+    flat_returns = returns.reshape(-1)
+    if standing_keep < 1.0 and "speed" in stacked:
+        standing = np.abs(stacked["speed"].reshape(-1)) < STANDING_SPEED
+        keep = ~standing | (rng.random(len(standing)) < standing_keep)
+        logger.info(
+            "demonstrations: %d samples, %d standing still, %d kept",
+            len(keep),
+            int(standing.sum()),
+            int(keep.sum()),
+        )
+        stacked = {k: v[keep] for k, v in stacked.items()}
+        flat_actions, flat_returns = flat_actions[keep], flat_returns[keep]
+    return stacked, flat_actions, flat_returns
 
 
 def behaviour_clone(
@@ -139,10 +160,11 @@ def warm_start(
     steer_noise: float,
     seed: int = 0,
     progress: bool = True,
+    standing_keep: float = 1.0,
 ) -> dict[str, float]:
     """Collect ``steps`` demonstrations on ``venv`` and clone them into ``model``."""
     observations, actions, returns = collect_demonstrations(
-        venv, steps, steer_noise, model.gamma, seed, progress
+        venv, steps, steer_noise, model.gamma, seed, progress, standing_keep
     )
     norm = _normalizer(venv)
     if norm is not None:  # normalise with the statistics the demonstrations built up

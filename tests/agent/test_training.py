@@ -300,6 +300,10 @@ def test_behaviour_cloning_fits_the_autopilot(encoder_file: Path) -> None:
         assert actions.shape == (96, 2) and returns.shape == (96,)
         assert np.all(np.abs(actions) <= 1.0) and actions[:, 1].max() > 0.0  # it drives off
         obs = {k: v.astype(np.float32) for k, v in observations.items()}
+        moving, moving_actions, _ = collect_demonstrations(
+            venv, 32, steer_noise=0.1, gamma=0.99, progress=False, standing_keep=0.0
+        )
+        assert np.all(np.abs(moving["speed"]) >= 0.5) and len(moving_actions) < 32
         first = behaviour_clone(model, obs, actions, returns, epochs=1)
         last = behaviour_clone(model, obs, actions, returns, epochs=30)
         assert last["action_mse"] < 0.5 * first["action_mse"]
