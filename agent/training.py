@@ -40,6 +40,7 @@ from agent.train_config import TrainConfig, algorithm_class, config_to_mapping, 
 from agent.warmstart import warm_start
 from envs.atomic import atomic_path, write_text_atomic
 from envs.config import load_yaml_mapping
+from envs.criteria import INFRACTION_KEYS
 from envs.driving_env import DrivingEnv
 from evaluation.drive import RouteRunner
 from evaluation.runner import EvalConfig, make_backend, plan_jobs
@@ -177,9 +178,7 @@ class DrivingMetricsCallback(BaseCallback):
         record("driving/mean_speed", self._speed[i] / max(1, self._steps[i]))
         km = max(float(info.get("distance", 0.0)), 1.0) / 1000.0
         counts: dict[str, int] = info.get("infractions_total", {})
-        for key in ("collisions_vehicle", "collisions_pedestrian", "collisions_layout"):
-            record(f"driving/{key}_per_km", counts.get(key, 0) / km)
-        for key in ("red_light", "route_dev", "agent_blocked", "stop_infraction"):
+        for key in INFRACTION_KEYS:  # the leaderboard's keys, so none is misspelt
             record(f"driving/{key}_per_km", counts.get(key, 0) / km)
         for key, total in self._terms[i].items():
             record(f"reward_terms/{key}", total)

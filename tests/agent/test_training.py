@@ -144,6 +144,9 @@ def test_driving_metrics_callback_logs_episode_scores() -> None:
     assert values["driving/route_completion"] == pytest.approx(40.0)
     assert values["driving/driving_score"] == pytest.approx(40.0 * 0.6)  # vehicle: x0.60
     assert values["driving/collisions_vehicle_per_km"] == pytest.approx(2.0)
+    # every leaderboard key is logged (a misspelt "agent_blocked" was always 0)
+    assert values["driving/vehicle_blocked_per_km"] == 0.0
+    assert "driving/agent_blocked_per_km" not in values
     assert values["driving/mean_speed"] == pytest.approx(3.0)
     assert values["reward_terms/speed"] == pytest.approx(0.75)
 
