@@ -111,12 +111,10 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
         config = config_from_mapping(yaml.safe_load(config_text), f"{path}: config")
     except ValueError as exc:
         raise CheckpointError(f"{path}: its config does not load here ({exc})") from exc
-    with atomic_path(path.with_name(f".{path.stem}.encoder.pt")) as tmp:
-        tmp.write_bytes(encoder_bytes)
-        try:
-            encoder = PerceptionNet.from_weights(tmp)
-        except ValueError as exc:
-            raise CheckpointError(f"{path}: its encoder does not load here ({exc})") from exc
+    try:
+        encoder = PerceptionNet.from_weights(f"{path}:{_PREFIX}encoder.pt", encoder_bytes)
+    except ValueError as exc:
+        raise CheckpointError(f"{path}: its encoder does not load here ({exc})") from exc
     encoder.eval().requires_grad_(False)
     normalizer = pickle.loads(norm_bytes) if norm_bytes is not None else None
     return Checkpoint(config, encoder, normalizer, int(meta.get("num_timesteps", 0)))

@@ -9,6 +9,7 @@ the heads need. Plain PyTorch, sized for the CPU at 96x160.
 from __future__ import annotations
 
 import dataclasses
+import io
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -266,9 +267,14 @@ class PerceptionNet(nn.Module):
         self.load_state_dict(payload["state_dict"])
 
     @classmethod
-    def from_weights(cls, path: str | Path) -> PerceptionNet:
-        """A model with the architecture stored in ``path`` and its weights."""
-        payload = _read_weights(Path(path))
+    def from_weights(cls, path: str | Path, data: bytes | None = None) -> PerceptionNet:
+        """A model with the architecture stored in ``path`` and its weights.
+
+        Args:
+            path: The weight file; with ``data``, only the name used in error messages.
+            data: The file's contents, when they come from elsewhere (an agent checkpoint).
+        """
+        payload = _read_weights(Path(path), data)
         arch: dict[str, Any] = {
             k: tuple(v) if isinstance(v, list) else v for k, v in payload["architecture"].items()
         }
@@ -281,12 +287,13 @@ class PerceptionNet(nn.Module):
         return model
 
 
-def _read_weights(path: Path) -> dict[str, Any]:
-    """Load a weight file and check its format and label set."""
-    if not path.is_file():
+def _read_weights(path: Path, data: bytes | None = None) -> dict[str, Any]:
+    """Load a weight file (or its bytes ``data``) and check its format and label set."""
+    if data is None and not path.is_file():
         raise FileNotFoundError(f"{path}: no such weight file")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        source = path if data is None else io.BytesIO(data)
+        payload = torch.load(source, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for foreign or corrupt files
         raise ValueError(f"{path}: not a readable weight file ({exc})") from exc
     if not isinstance(payload, dict) or payload.get("format") != WEIGHTS_FORMAT:

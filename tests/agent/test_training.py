@@ -260,8 +260,11 @@ def test_bad_checkpoints_give_clear_errors(tmp_path: Path) -> None:
 def test_policy_agent_drives_in_the_harness(encoder_file: Path, tmp_path: Path) -> None:
     config = smoke(encoder_file, "total_steps=64")
     train(config, tmp_path / "run", progress=False)
+    before = sorted((tmp_path / "run").iterdir())
     agent = make_agent(str(tmp_path / "run" / FINAL))
     assert isinstance(agent, PolicyAgent)
+    # loading writes nothing beside the checkpoint (it may sit in a read-only install)
+    assert sorted((tmp_path / "run").iterdir()) == before
     sensors: list[dict[str, Any]] = agent.sensors()
     assert sensors[0]["width"] == config.env.camera_width
     from evaluation.drive import RouteRunner
