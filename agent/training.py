@@ -29,7 +29,13 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.logger import CSVOutputFormat, configure
 from stable_baselines3.common.monitor import Monitor
-from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv, VecNormalize
+from stable_baselines3.common.vec_env import (
+    DummyVecEnv,
+    SubprocVecEnv,
+    VecEnv,
+    VecNormalize,
+    unwrap_vec_normalize,
+)
 from tqdm import tqdm
 
 from agent.checkpoint import load_model, save_checkpoint
@@ -73,7 +79,7 @@ class RunError(ValueError):
 
 
 # --------------------------------------------------------------------------------- envs
-def _env_factory(config: TrainConfig, rank: int) -> Callable[[], gym.Env[Any, Any]]:
+def _env_factory(config: TrainConfig) -> Callable[[], gym.Env[Any, Any]]:
     env_config = config.env
     if config.finetune_encoder:
         env_config = replace(env_config, frame_stack=config.feature_stack)
@@ -86,7 +92,7 @@ def _env_factory(config: TrainConfig, rank: int) -> Callable[[], gym.Env[Any, An
 
 def make_vec_env(config: TrainConfig, encoder_device: str = "cpu") -> VecEnv:
     """The training envs: subprocesses (spawned), encoder wrapper, observation normaliser."""
-    factories = [_env_factory(config, i) for i in range(config.n_envs)]
+    factories = [_env_factory(config)] * config.n_envs  # seeds come from venv.seed()
     venv: VecEnv
     if config.n_envs > 1:
         venv = SubprocVecEnv(factories, start_method="spawn")  # no fork: EGL contexts
@@ -102,17 +108,6 @@ def make_vec_env(config: TrainConfig, encoder_device: str = "cpu") -> VecEnv:
         keys = [*config.measurements] + ([] if config.finetune_encoder else [FEATURES])
         venv = VecNormalize(venv, norm_obs=True, norm_reward=False, norm_obs_keys=keys)
     return venv
-
-
-def normalizer_of(venv: VecEnv) -> VecNormalize | None:
-    """The ``VecNormalize`` layer of a wrapped env, if any."""
-    while True:
-        if isinstance(venv, VecNormalize):
-            return venv
-        inner = getattr(venv, "venv", None)
-        if inner is None:
-            return None
-        venv = inner
 
 
 def build_model(config: TrainConfig, venv: VecEnv, device: str) -> BaseAlgorithm:
@@ -217,8 +212,9 @@ class RunCallback(BaseCallback):
             ("video", cfg.video_every),
         ):
             self._next[name] = (now // every + 1) * every if every else math.inf  # type: ignore[assignment]
-        self.best = _best_score(self.run_dir)
-        self._wall_offset = _last_wall_time(self.run_dir)
+        history = read_eval_history(self.run_dir)  # a resumed run goes on from its record
+        self.best = max((r["driving_score"] for r in history), default=-math.inf)
+        self._wall_offset = history[-1]["wall_time"] if history else 0.0
         self._started = time.monotonic()
         self._bar = tqdm(total=cfg.total_steps, initial=now, unit="step", disable=not self.progress)
         if cfg.eval_every:
@@ -253,7 +249,11 @@ class RunCallback(BaseCallback):
     def save(self, path: Path) -> Path:
         """A checkpoint of the current model at ``path``."""
         return save_checkpoint(
-            path, self.model, self.config, self._encoder_path, normalizer_of(self.training_env)
+            path,
+            self.model,
+            self.config,
+            self._encoder_path,
+            unwrap_vec_normalize(self.training_env),
         )
 
     def save_periodic(self) -> None:
@@ -283,7 +283,7 @@ class RunCallback(BaseCallback):
 
     def _agent(self) -> PolicyAgent:
         encoder = load_encoder(self._encoder_path)
-        normalizer = normalizer_of(self.training_env)
+        normalizer = unwrap_vec_normalize(self.training_env)
         return PolicyAgent(self.model, self.config, encoder, normalizer)
 
     def evaluate(self) -> dict[str, float]:
@@ -351,16 +351,6 @@ def read_eval_history(run_dir: Path) -> list[dict[str, float]]:
         return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
 
 
-def _best_score(run_dir: Path) -> float:
-    rows = read_eval_history(run_dir)
-    return max((r["driving_score"] for r in rows), default=-math.inf)
-
-
-def _last_wall_time(run_dir: Path) -> float:
-    rows = read_eval_history(run_dir)
-    return rows[-1]["wall_time"] if rows else 0.0
-
-
 def _hyperparameters(writer: Any, config: TrainConfig) -> None:
     """The config as TensorBoard hyperparameters (flattened, scalars and strings only)."""
     flat: dict[str, Any] = {}
@@ -379,11 +369,10 @@ def _hyperparameters(writer: Any, config: TrainConfig) -> None:
 def latest_checkpoint(run_dir: Path) -> Path | None:
     """The newest periodic checkpoint of a run (or its final one)."""
     final = run_dir / FINAL
-    steps = sorted((run_dir / CHECKPOINTS).glob("step_*.zip"))
-    candidates = [p for p in ([final] if final.exists() else []) + steps[-1:]]
-    if not candidates:
-        return None
-    return max(candidates, key=lambda p: p.stat().st_mtime)
+    candidates = sorted((run_dir / CHECKPOINTS).glob("step_*.zip"))[-1:]
+    if final.exists():
+        candidates.append(final)
+    return max(candidates, key=lambda p: p.stat().st_mtime, default=None)
 
 
 def resolve_device(device: str) -> str:
@@ -433,7 +422,7 @@ def train(
     try:
         if checkpoint is not None:
             model, extras = load_model(checkpoint, env=venv, device=device)
-            norm = normalizer_of(venv)
+            norm = unwrap_vec_normalize(venv)
             if norm is not None and extras.normalizer is not None:
                 norm.obs_rms = extras.normalizer.obs_rms
             replay = checkpoint.with_suffix(".replay.pkl")
@@ -467,7 +456,7 @@ def train(
                 model,
                 config,
                 config.encoder_path,
-                normalizer_of(venv),
+                unwrap_vec_normalize(venv),
             )
         remaining = config.total_steps - model.num_timesteps
         if remaining > 0:
@@ -478,7 +467,9 @@ def train(
                 ),
                 reset_num_timesteps=False,
             )
-        save_checkpoint(run_dir / FINAL, model, config, config.encoder_path, normalizer_of(venv))
+        save_checkpoint(
+            run_dir / FINAL, model, config, config.encoder_path, unwrap_vec_normalize(venv)
+        )
     finally:
         venv.close()
     return model

@@ -21,21 +21,13 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 from stable_baselines3 import PPO
-from stable_baselines3.common.vec_env import VecEnv, VecNormalize
+from stable_baselines3.common.vec_env import VecEnv, unwrap_vec_normalize
 from torch.nn import functional as F  # noqa: N812
 from tqdm import tqdm
 
 logger = logging.getLogger(__name__)
 
 STANDING_SPEED = 0.5  # [m/s] below this a demonstration sample counts as standing still
-
-
-def _normalizer(venv: VecEnv) -> VecNormalize | None:
-    while venv is not None:
-        if isinstance(venv, VecNormalize):
-            return venv
-        venv = getattr(venv, "venv", None)  # type: ignore[assignment]
-    return None
 
 
 def collect_demonstrations(
@@ -59,7 +51,7 @@ def collect_demonstrations(
         discounted returns of the executed trajectories (cut at the last step).
     """
     rng = np.random.default_rng(seed)
-    norm = _normalizer(venv)
+    norm = unwrap_vec_normalize(venv)
     n = venv.num_envs
     rounds = max(1, steps // n)
     obs_log: list[dict[str, NDArray[Any]]] = []
@@ -166,7 +158,7 @@ def warm_start(
     observations, actions, returns = collect_demonstrations(
         venv, steps, steer_noise, model.gamma, seed, progress, standing_keep
     )
-    norm = _normalizer(venv)
+    norm = unwrap_vec_normalize(venv)
     if norm is not None:  # normalise with the statistics the demonstrations built up
         observations = norm.normalize_obs(observations)  # type: ignore[assignment]
     observations = {k: np.asarray(v, dtype=np.float32) for k, v in observations.items()}
