@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from envs.atomic import write_text_atomic
 from evaluation.scoring import LABELS, global_record, global_values
 
 logger = logging.getLogger(__name__)
@@ -179,36 +178,6 @@ class ResultsFile:
         }
 
     def save(self) -> None:
-        """Write the file atomically: a temp file in the same folder, fsync, then rename.
-
-        A crash at any point leaves either the old file or the new one, never a torn file.
-        """
-        text = json.dumps(self.to_json(), indent=2, sort_keys=False) + "\n"
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(
-            dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp"
-        )
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(text)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        _fsync_dir(self.path.parent)
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make the rename durable (POSIX); a no-op where folders cannot be opened."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+        """Write the file atomically (``envs.atomic``): a crash at any point leaves either the
+        old file or the new one, never a torn file."""
+        write_text_atomic(self.path, json.dumps(self.to_json(), indent=2, sort_keys=False) + "\n")

@@ -20,7 +20,6 @@ import dataclasses
 import json
 import logging
 import math
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +30,7 @@ from numpy.typing import NDArray
 from tqdm import tqdm
 
 from agent.autopilot import Autopilot, AutopilotParams
+from envs.atomic import atomic_path, write_text_atomic
 from envs.backends.base import CameraSpec, EpisodeSpec, WorldState
 from envs.backends.embedded import EmbeddedBackend
 from envs.hazards import Hazards
@@ -324,9 +324,7 @@ def _read_manifest(out: Path, config: CollectConfig) -> dict[str, Any]:
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=2))
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(data, indent=2))
 
 
 def collect(config: CollectConfig, out: str | Path, progress: bool = True) -> dict[str, Any]:
@@ -362,10 +360,8 @@ def collect(config: CollectConfig, out: str | Path, progress: bool = True) -> di
             assert collector is not None
             data = collector.shard(index, bar)
             path = out / shard_name(index)
-            tmp = path.with_suffix(".npz.tmp")
-            with tmp.open("wb") as f:
+            with atomic_path(path) as tmp, tmp.open("wb") as f:
                 np.savez_compressed(f, **data)  # type: ignore[arg-type]
-            os.replace(tmp, path)
             shards[path.name] = config.shard_frames(index)
             manifest["shards"] = _shard_list(shards, config)
             _write_json(out / MANIFEST, manifest)

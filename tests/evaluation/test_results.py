@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
+from envs import atomic as atomic_module
 from envs.criteria import Infraction
-from evaluation import results as results_module
 from evaluation.results import (
     ResultsFile,
     ResultsFileError,
@@ -114,7 +114,7 @@ def test_crash_between_write_and_rename_keeps_old_file(
     def crash(src: str, dst: str) -> None:
         raise OSError("power cut")
 
-    monkeypatch.setattr(results_module.os, "replace", crash)
+    monkeypatch.setattr(atomic_module.os, "replace", crash)  # results save through envs.atomic
     results.add(record("2", 0))
     with pytest.raises(OSError, match="power cut"):
         results.save()
