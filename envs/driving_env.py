@@ -111,6 +111,7 @@ class DrivingEnv(gym.Env[dict[str, np.ndarray], Any]):
                 x=c.camera_x,
                 z=c.camera_z,
                 pitch=c.camera_pitch,
+                depth=False,  # the observation never shows it
             )
             backend.set_cameras({CAMERA: spec})
         return backend

@@ -115,9 +115,20 @@ def _nearest_in_corridor(
     """Gap along the route to the nearest actor in the corridor, now or soon."""
     if len(actors) == 0 or len(samples) == 0:
         return math.inf, 0.0
-    actors = predicted(actors, horizons)
     pts = plan.points[samples, :2]
     lo, hi = pts.min(axis=0) - 4.0, pts.max(axis=0) + 4.0
+    # Only actors that can reach the corridor's box within the horizon are predicted.
+    xy = actors.xyz[:, :2]
+    travel = np.abs(actors.speed) * max(horizons)
+    reachable = np.flatnonzero(
+        (xy[:, 0] > lo[0] - travel)
+        & (xy[:, 0] < hi[0] + travel)
+        & (xy[:, 1] > lo[1] - travel)
+        & (xy[:, 1] < hi[1] + travel)
+    )
+    if len(reachable) == 0:
+        return math.inf, 0.0
+    actors = predicted(actors.take(reachable), horizons)
     xy = actors.xyz[:, :2]
     box = np.flatnonzero(
         (xy[:, 0] > lo[0]) & (xy[:, 0] < hi[0]) & (xy[:, 1] > lo[1]) & (xy[:, 1] < hi[1])

@@ -43,7 +43,7 @@ TRACE_EVERY = 5  # ticks between trajectory samples
 WEATHER_EVERY = 20  # ticks between updates of an interpolated route weather
 RECORD_EVERY = 2  # ticks between video frames
 REPORT_PPM = 2.0  # [px/m] scale of the route pictures
-RECORD_CAMERA = CameraSpec(320, 192)
+RECORD_CAMERA = CameraSpec(320, 192, depth=False)
 
 BackendFactory = Callable[["EvalConfig", str], SimulatorBackend]
 AgentFactory = Callable[["Job", float], Agent]
@@ -52,7 +52,11 @@ RECORD_ID = "_record"  # the video camera's id (agents' sensor ids are theirs)
 
 
 def agent_cameras(sensors: list[dict[str, Any]]) -> dict[str, CameraSpec]:
-    """Camera specs of an agent's (validated) RGB / segmentation sensor declarations."""
+    """Camera specs of an agent's (validated) RGB / segmentation / depth sensor declarations.
+
+    Depth is rendered only for an agent that declares a depth camera.
+    """
+    depth = any(sensor["type"] == "sensor.camera.depth" for sensor in sensors)
     cameras = {}
     for sensor in sensors:
         if str(sensor["type"]).startswith("sensor.camera."):
@@ -65,6 +69,7 @@ def agent_cameras(sensors: list[dict[str, Any]]) -> dict[str, CameraSpec]:
                 z=float(sensor["z"]),
                 pitch=float(sensor["pitch"]),
                 yaw=float(sensor["yaw"]),
+                depth=depth,
             )
     return cameras
 

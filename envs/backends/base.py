@@ -104,6 +104,12 @@ class Actors:
     def __len__(self) -> int:
         return len(self.ids)
 
+    def take(self, index: NDArray[np.int64]) -> Actors:
+        """The actors at positions ``index``."""
+        return Actors(
+            self.ids[index], self.xyz[index], self.yaw[index], self.speed[index], self.extent[index]
+        )
+
     @classmethod
     def empty(cls) -> Actors:
         """No actors."""

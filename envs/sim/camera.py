@@ -68,6 +68,9 @@ class CameraSpec:
         x, y, z: Mount position relative to the vehicle's centre at ground level, in CARLA's
             frame (x forward, y right, z up) [m].
         pitch: Up-down tilt, positive looks up [deg]; ``yaw``: positive looks right [deg].
+        depth: Whether frames carry the depth image. Reading the depth buffer back is about a
+            fifth of a small frame's cost on llvmpipe, so a camera that only feeds a policy
+            (RGB, labels) turns it off.
     """
 
     width: int = 160
@@ -78,6 +81,7 @@ class CameraSpec:
     z: float = 2.4
     pitch: float = 0.0
     yaw: float = 0.0
+    depth: bool = True
 
     def __post_init__(self) -> None:
         if not (1 <= self.width <= 4096 and 1 <= self.height <= 4096):
@@ -106,12 +110,13 @@ class CameraFrame:
         rgb: (H, W, 3) uint8 colour.
         labels: (H, W) uint8 semantic ids (CARLA >= 0.9.14).
         depth: (H, W) float32 planar depth along the optical axis [m]; sky at the far plane.
+            ``None`` when the camera's spec has ``depth=False``.
         frame: World frame number the images show.
     """
 
     rgb: NDArray[np.uint8]
     labels: NDArray[np.uint8]
-    depth: NDArray[np.float32]
+    depth: NDArray[np.float32] | None
     frame: int
 
 
@@ -143,7 +148,10 @@ class _View:
         self.buffer: GraphicsOutput = buffer
         self.color, self.depth = Texture("color"), Texture("depth")
         buffer.add_render_texture(self.color, GraphicsOutput.RTM_copy_ram, GraphicsOutput.RTP_color)
-        buffer.add_render_texture(self.depth, GraphicsOutput.RTM_copy_ram, GraphicsOutput.RTP_depth)
+        if spec.depth:
+            buffer.add_render_texture(
+                self.depth, GraphicsOutput.RTM_copy_ram, GraphicsOutput.RTP_depth
+            )
         buffer.set_clear_color((0.0, 0.0, 0.0, int(Label.SKY) / 255.0))
         buffer.set_clear_color_active(True)
         buffer.set_clear_depth_active(True)
@@ -314,15 +322,17 @@ class CameraRenderer:
     def _read(self, view: _View, frame: int) -> CameraFrame:
         h, w = view.spec.height, view.spec.width
         raw = np.frombuffer(view.color.get_ram_image(), dtype=np.uint8).reshape(h, w, 4)
-        rgb = cv2.cvtColor(raw, cv2.COLOR_RGBA2RGB)
-        labels = cv2.extractChannel(raw, 3)
+        rgb: NDArray[np.uint8] = np.asarray(cv2.cvtColor(raw, cv2.COLOR_RGBA2RGB), np.uint8)
+        labels: NDArray[np.uint8] = np.asarray(cv2.extractChannel(raw, 3), np.uint8)
+        if not view.spec.depth:
+            return CameraFrame(rgb, labels, None, frame)
         zbuf = np.frombuffer(view.depth.get_ram_image(), dtype=np.float32).reshape(h, w)
         # OpenGL depth d in [0, 1] -> eye depth n / (1 - d (1 - n / f)).
         depth = np.multiply(zbuf, np.float32(-(1.0 - self.near / self.far)))
         depth += np.float32(1.0)
         np.divide(np.float32(self.near), depth, out=depth)
         np.copyto(depth, np.float32(self.far), where=zbuf >= 1.0)
-        return CameraFrame(np.asarray(rgb, np.uint8), np.asarray(labels, np.uint8), depth, frame)
+        return CameraFrame(rgb, labels, depth, frame)
 
     def close(self) -> None:
         """Release the buffers and GL contexts."""

@@ -37,10 +37,11 @@ def headless_pipe() -> GraphicsPipe:
             lacks, so there is no silent fallback: install Debian's ``libegl1`` and
             ``libgl1-mesa-dri`` (or a GPU driver).
     """
-    # llvmpipe's rasteriser threads only add hand-offs when the process has one core (the
-    # measured case: ~15% slower); rasterise in the calling thread unless the user chose.
-    if len(os.sched_getaffinity(0)) <= 1:
-        os.environ.setdefault("LP_NUM_THREADS", "0")
+    # Rasterise in the calling thread unless the user chose otherwise: at these image sizes
+    # llvmpipe's rasteriser threads cost more in hand-offs than they win, even with cores to
+    # spare (2-core machine, not pinned: 160x96 753 vs 488 frames/s, 400x300 ~200 vs ~150),
+    # and training runs one renderer per env process, which would oversubscribe the cores.
+    os.environ.setdefault("LP_NUM_THREADS", "0")
     load_prc_file_data("segdrive-render", _CONFIG)
     pipe = GraphicsPipeSelection.get_global_ptr().make_module_pipe("p3headlessgl")
     if pipe is None or not pipe.is_valid():

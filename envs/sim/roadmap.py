@@ -416,3 +416,48 @@ class RoadMap:
         if not segs:
             return np.empty(0, dtype=np.int64), np.empty(0)
         return np.concatenate(segs), np.concatenate(offsets)
+
+
+class LaneTracker:
+    """``RoadMap.locate`` for one point that moves a little between calls (an ego vehicle).
+
+    ``carla.Map.get_waypoint`` costs about a quarter of a millisecond; a vehicle stays on one
+    lane segment for many ticks, so the tracker first searches the few lane points around its
+    last answer and asks the map only when the point has left that lane or segment. Outside
+    junctions the answer is ``locate``'s (a point inside a lane's width belongs to that lane, and
+    the nearest lane point is only accepted inside the window, not at its edge); where junction
+    lanes overlap, the tracker keeps the one it is on, which contains the point, while
+    ``carla.Map`` may name any of them.
+    """
+
+    def __init__(self, roadmap: RoadMap, window: int = 3) -> None:
+        self.map = roadmap
+        self.window = window
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the last answer (after a teleport or a new episode)."""
+        self._seg, self._index = -1, 0
+
+    def locate(self, x: float, y: float, z: float = 0.0) -> tuple[int, float, float, float] | None:
+        """Same as ``RoadMap.locate``: ``(segment, s, lateral_distance, z)`` or ``None``."""
+        m, seg = self.map, self._seg
+        if seg >= 0:
+            a, n = int(m.seg_start[seg]), int(m.seg_count[seg])
+            lo = max(self._index - self.window, 0)
+            hi = min(self._index + self.window + 1, n)
+            window = m.points[a + lo : a + hi]
+            d2 = (window[:, 0] - x) ** 2 + (window[:, 1] - y) ** 2
+            j = int(d2.argmin())
+            i = lo + j
+            half = float(m.width[a + i]) / 2.0
+            interior = (j > 0 or lo == 0) and (j < len(d2) - 1 or hi == n)
+            if 0 < i < n - 1 and interior and d2[j] < half * half:
+                self._index = i
+                return seg, i * float(m.seg_ds[seg]), math.sqrt(float(d2[j])), float(window[j, 2])
+        hit = m.locate(x, y, z)
+        if hit is None:
+            self._seg = -1
+        else:
+            self._seg, self._index = hit[0], round(hit[1] / float(m.seg_ds[hit[0]]))
+        return hit

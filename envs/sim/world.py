@@ -20,7 +20,7 @@ from envs.sim.collision import box_corners, boxes_overlap, circles_in_box
 from envs.sim.lights import LightLayout, LightTiming, TrafficLights
 from envs.sim.physics import BicycleState, VehicleParams, step_bicycle
 from envs.sim.raster import OUTSIDE, SIDEWALK, RoadRaster
-from envs.sim.roadmap import RoadMap
+from envs.sim.roadmap import LaneTracker, RoadMap
 from envs.sim.traffic import Traffic, TrafficParams
 from envs.sim.walkers import SidewalkGraph, WalkerParams, Walkers
 from envs.sim.weather import Weather
@@ -136,7 +136,7 @@ class World:
         self.sanitized_controls = 0
         self._rng = np.random.default_rng()
         self._ego_lane: tuple[int, int, int] | None = None
-        self._track = (-1, 0)
+        self._tracker = LaneTracker(self.map)
         self._build_pole_grid()
 
     # ------------------------------------------------------------------------------- episode
@@ -172,7 +172,7 @@ class World:
         self.frame = 0
         self.sanitized_controls = 0
         self.control = VehicleControl()
-        self._track = (-1, 0)
+        self._tracker.reset()
         self._ego_lane = self._lane_key(center)
 
     def _random_spawn(self, rng: np.random.Generator) -> Transform:
@@ -356,29 +356,10 @@ class World:
         )
 
     def _lane_key(self, center: np.ndarray) -> tuple[int, int, int] | None:
-        """The ego's lane (also refreshes the ego's height from the road).
-
-        Tracks the ego along its current segment and asks ``carla.Map`` only when it leaves it.
-        """
-        x, y = float(center[0]), float(center[1])
-        seg, index = self._track
-        if seg >= 0:
-            m = self.map
-            a, n = int(m.seg_start[seg]), int(m.seg_count[seg])
-            lo = max(index - 2, 0)
-            window = m.points[a + lo : a + min(index + 3, n)]
-            d2 = (window[:, 0] - x) ** 2 + (window[:, 1] - y) ** 2
-            j = int(d2.argmin())
-            half = m.width[a + lo + j] / 2.0
-            if 0 < lo + j < n - 1 and d2[j] < half * half:
-                self._track = (seg, lo + j)
-                self.ego_z = float(window[j, 2])
-                return m.keys[seg]
-        hit = self.map.locate(x, y, self.ego_z)
+        """The ego's lane (also refreshes the ego's height from the road)."""
+        hit = self._tracker.locate(float(center[0]), float(center[1]), self.ego_z)
         if hit is None:
-            self._track = (-1, 0)
             return None
-        self._track = (hit[0], round(float(hit[1] / self.map.seg_ds[hit[0]])))
         self.ego_z = hit[3]
         return self.map.keys[hit[0]]
 

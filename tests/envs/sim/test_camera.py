@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 from collections.abc import Iterator
@@ -195,6 +196,17 @@ def test_deterministic_and_second_renderer(world: World, renderer: CameraRendere
     assert (
         a.rgb.shape == (96, 160, 3) and a.labels.dtype == np.uint8 and a.depth.dtype == np.float32
     )
+
+
+def test_camera_without_depth_draws_the_same_colours_and_labels(
+    world: World, renderer: CameraRenderer
+) -> None:
+    world.reset(seed=2)
+    with_depth = renderer.render(world, SPEC)
+    without = renderer.render(world, dataclasses.replace(SPEC, depth=False))
+    assert without.depth is None and with_depth.depth is not None
+    np.testing.assert_array_equal(without.rgb, with_depth.rgb)
+    np.testing.assert_array_equal(without.labels, with_depth.labels)
 
 
 def test_large_image(world: World, renderer: CameraRenderer) -> None:

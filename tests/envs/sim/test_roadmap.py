@@ -10,7 +10,7 @@ import networkx as nx
 import numpy as np
 import pytest
 
-from envs.sim.roadmap import RoadMap, fix_degenerate_spirals
+from envs.sim.roadmap import LaneTracker, RoadMap, fix_degenerate_spirals
 from envs.sim.world import load_town
 from envs.towns import available_towns
 
@@ -105,3 +105,43 @@ def test_sidewalks_are_carla_sidewalk_lanes(grid_map: RoadMap) -> None:
         lane_type=carla.LaneType.Sidewalk,
     )
     assert wp is not None and wp.lane_type == carla.LaneType.Sidewalk
+
+
+@pytest.mark.parametrize("name", ["Grid01", "Multi01"])
+def test_lane_tracker_answers_as_locate_does(name: str) -> None:
+    """Along routes with lateral wander (lane changes, junctions, off-road moments) and a jump,
+    the tracker's shortcut gives locate's segment, s, distance and height at every point outside
+    junctions; inside them (overlapping lanes) it keeps a lane that contains the point."""
+    roadmap = load_town(name)
+    rng = np.random.default_rng(3)
+    tracker = LaneTracker(roadmap)
+    shortcuts = 0
+    graph = roadmap.graph
+    nodes = list(graph.nodes)
+    for _ in range(4):
+        a, b = (int(v) for v in rng.choice(nodes, 2, replace=False))
+        if not nx.has_path(graph, a, b):
+            continue
+        path = nx.shortest_path(graph, a, b)
+        for seg in path:
+            for s in np.arange(0.0, float(roadmap.seg_length[seg]), 0.7):
+                xyz, yaw = roadmap.pose(np.array([seg]), np.array([s]))
+                side = rng.normal(0.0, 1.2)
+                x = float(xyz[0, 0] - np.sin(yaw[0]) * side)
+                y = float(xyz[0, 1] + np.cos(yaw[0]) * side)
+                expected = roadmap.locate(x, y, float(xyz[0, 2]))
+                before = tracker._seg
+                got = tracker.locate(x, y, float(xyz[0, 2]))
+                shortcuts += int(before >= 0 and got is not None and got[0] == before)
+                if expected is None:
+                    assert got is None
+                    continue
+                assert got is not None
+                if roadmap.seg_junction[got[0]] >= 0 and got[0] != expected[0]:
+                    assert roadmap.seg_junction[expected[0]] >= 0
+                    assert got[2] < float(roadmap.seg_width[got[0]]) / 2.0
+                    continue
+                assert got[:2] == pytest.approx(expected[:2])
+                assert got[2:] == pytest.approx(expected[2:], abs=1e-9)
+        tracker.locate(1e4, 1e4)  # far off the map: must fall back, not stick to the lane
+    assert shortcuts > 100  # the fast path was taken
