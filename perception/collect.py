@@ -1,16 +1,25 @@
 """Collect camera frames, semantic labels and affordances with the noisy autopilot.
 
-The autopilot drives random routes in the embedded simulator with steer noise (so the data holds
-recoveries, not only the lane centre); every ``every``-th tick the front camera is rendered and
-stored with what lies ahead on the route. Frames go into compressed shards
-(``shard_00000.npz``...) and a ``manifest.json`` lists them with the collection config.
+The autopilot drives random routes with steer noise (so the data holds recoveries, not only the
+lane centre); every ``every``-th tick the front camera is rendered and stored with what lies
+ahead on the route. Frames go into compressed shards (``shard_00000.npz``...) and a
+``manifest.json`` lists them with the collection config.
+
+Two simulators can drive: the embedded one (default), or a CARLA server (``--backend carla``),
+whose RGB camera and semantic-segmentation camera on the same mount give the images and labels
+of the same frame. Both write shards of the same keys, dtypes and shapes, so ``perception.train``
+fine-tunes on CARLA recordings as it trains on embedded ones. A collection holds one backend's
+frames only: resuming it with the other backend is refused.
 
 Shard ``i`` depends only on the config and ``(seed, i)``: it starts fresh episodes from its own
-generator, so a collection is deterministic, resumable shard by shard, and extendable.
+generator, so a collection is resumable shard by shard, extendable, and on the embedded simulator
+deterministic (a CARLA server's traffic and physics are not bit-exact between runs).
 
 Usage::
 
     python -m perception.collect --out data/seg --frames 20000 --weathers train
+    python -m perception.collect --out data/seg_carla --backend carla --port 2000 \
+        --towns Town01,Town02 --frames 5000
 """
 
 from __future__ import annotations
@@ -20,10 +29,11 @@ import dataclasses
 import json
 import logging
 import math
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import NDArray
@@ -31,10 +41,19 @@ from tqdm import tqdm
 
 from agent.autopilot import Autopilot, AutopilotParams
 from envs.atomic import atomic_path, write_text_atomic
-from envs.backends.base import CameraSpec, EpisodeSpec, WorldState
+from envs.backends.base import (
+    BackendError,
+    CameraSpec,
+    EpisodeSpec,
+    SimulatorBackend,
+    SimulatorCrashed,
+    WorldState,
+)
 from envs.backends.embedded import EmbeddedBackend
+from envs.config import EnvConfig
 from envs.hazards import Hazards
 from envs.planner import RoutePlanner
+from envs.sim.labels import NUM_LABELS
 from envs.sim.weather import PRESET_NAMES, Weather
 from envs.types import TrafficLightState, Transform
 
@@ -72,14 +91,31 @@ AFFORDANCE_KEYS = (
 """Per-frame affordance arrays of a shard (besides ``rgb``, ``labels``, and the metadata)."""
 SHARD_KEYS = ("rgb", "labels", *AFFORDANCE_KEYS, "weather", "town", "episode")
 
+Backend = Literal["embedded", "carla"]
+BACKENDS: tuple[Backend, ...] = ("embedded", "carla")
+
+SHARD_ATTEMPTS = 2
+"""Tries of one shard when the simulator crashes while driving it (the backend reconnects
+between); a simulator that never let an episode start is not tried again."""
+MAX_FAILED_STARTS = 10
+"""Routes in a row whose ego cannot spawn before a shard gives up (a CARLA start pose can be
+occupied; a new route is drawn each time)."""
+
+
+class CollectError(RuntimeError):
+    """The collection stopped early; the message says why and how to continue."""
+
 
 @dataclass(frozen=True)
 class CollectConfig:
     """What to collect.
 
     Attributes:
+        backend: ``embedded`` (the in-process simulator) or ``carla`` (a CARLA server; where
+            it is comes from ``CarlaOptions``, which is not part of what is collected).
         frames: Total frames to collect.
-        towns: Shipped town names; shard ``i`` is driven in ``towns[i % len(towns)]``.
+        towns: Towns; shard ``i`` is driven in ``towns[i % len(towns)]``. Shipped names
+            (``Grid01``) or ``.xodr`` paths; with ``carla`` also the server's maps (``Town01``).
         weathers: Weather preset names, drawn per episode.
         seed: Master seed; shard ``i`` uses the generator seeded with ``(seed, i)``.
         frames_per_shard: Frames in every shard but possibly the last.
@@ -94,6 +130,7 @@ class CollectConfig:
             stored only every this many ticks, so the data is not dominated by red lights.
     """
 
+    backend: Backend = "embedded"
     frames: int = 1000
     towns: tuple[str, ...] = ("Grid01", "Multi01")
     weathers: tuple[str, ...] = TRAIN_WEATHERS
@@ -111,6 +148,8 @@ class CollectConfig:
     standing_every: int = 40
 
     def __post_init__(self) -> None:
+        if self.backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
         for name in (
             "frames",
             "frames_per_shard",
@@ -143,6 +182,48 @@ class CollectConfig:
         return {
             k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()
         }
+
+
+@dataclass(frozen=True)
+class CarlaOptions:
+    """Where the CARLA server is and how long to wait for it (``backend: carla`` only).
+
+    Not part of the collection's identity: a collection may be continued on another server.
+    Host and ports default as in ``EnvConfig``; the rest as in ``CarlaBackend``.
+
+    Attributes:
+        host: Server address.
+        port: Server RPC port (the server also uses ``port + 1``).
+        tm_port: Traffic Manager port; must differ for each server on a machine.
+        timeout: Bound on every wait for the server and its camera images [s].
+        retries: Connection attempts, with exponential backoff, before giving up.
+    """
+
+    host: str = EnvConfig.host
+    port: int = EnvConfig.port
+    tm_port: int = EnvConfig.tm_port
+    timeout: float = 10.0
+    retries: int = 3
+
+    @property
+    def address(self) -> str:
+        """``host:port``."""
+        return f"{self.host}:{self.port}"
+
+
+def make_backend(config: CollectConfig, carla: CarlaOptions) -> SimulatorBackend:
+    """The simulator ``config.backend`` names; a CARLA backend connects on first use."""
+    if config.backend == "carla":
+        from envs.backends.carla_backend import CarlaBackend
+
+        return CarlaBackend(
+            host=carla.host,
+            port=carla.port,
+            tm_port=carla.tm_port,
+            timeout=carla.timeout,
+            retries=carla.retries,
+        )
+    return EmbeddedBackend(config.towns[0])
 
 
 def shard_name(index: int) -> str:
@@ -179,17 +260,23 @@ def route_errors(
 class _Collector:
     """Owns the backend and drives the episodes of one shard at a time."""
 
-    def __init__(self, config: CollectConfig) -> None:
+    def __init__(self, config: CollectConfig, backend: SimulatorBackend) -> None:
         self.config = config
-        self.backend = EmbeddedBackend(config.towns[0])
-        self.backend.set_cameras({"front": CameraSpec(width=config.width, height=config.height)})
+        self.backend = backend
+        # depth=False: shards hold no depth, and CARLA then spawns no depth camera
+        spec = CameraSpec(width=config.width, height=config.height, depth=False)
+        self.backend.set_cameras({"front": spec})
         self._planners: dict[str, RoutePlanner] = {}
+        self.maps: dict[str, str] = {}
+        """Town asked for -> name of the map the simulator loaded for it."""
+        self.episodes_started = 0
 
     def close(self) -> None:
         self.backend.close()
 
     def _planner(self, town: str) -> RoutePlanner:
         self.backend.load_town(town)
+        self.maps[town] = self.backend.road_map.name
         if town not in self._planners:
             self._planners[town] = RoutePlanner(self.backend.road_map)
         return self._planners[town]
@@ -202,9 +289,23 @@ class _Collector:
         planner = self._planner(town)
         wanted = cfg.shard_frames(index)
         rows: list[dict[str, Any]] = []
-        episode = 0
+        episode = failed = 0
         while len(rows) < wanted:
-            self._episode(planner, town, episode, rng, rows, wanted, progress)
+            try:
+                self._episode(planner, town, episode, rng, rows, wanted, progress)
+                failed = 0
+            except SimulatorCrashed:
+                raise
+            except BackendError as error:  # the ego could not spawn: draw another route
+                failed += 1
+                logger.warning(
+                    "shard %d, episode %d: %s; trying another route", index, episode, error
+                )
+                if failed >= MAX_FAILED_STARTS:
+                    raise CollectError(
+                        f"shard {index}: {failed} routes in a row could not start in {town} "
+                        f"(last: {error})"
+                    ) from error
             episode += 1
         return {key: np.stack([r[key] for r in rows]) for key in SHARD_KEYS}
 
@@ -218,7 +319,12 @@ class _Collector:
         wanted: int,
         progress: tqdm | None,
     ) -> None:
-        """Drive one random route, appending frames to ``rows`` until done or ``wanted``."""
+        """Drive one random route, appending frames to ``rows`` until done or ``wanted``.
+
+        Raises:
+            BackendError: if the episode cannot start (``SimulatorCrashed`` if the simulator
+                failed, at the start or on the way).
+        """
         cfg = self.config
         plan = planner.plan(planner.random_keypoints(rng, 200.0, 600.0))
         weather = cfg.weathers[int(rng.integers(len(cfg.weathers)))]
@@ -237,6 +343,7 @@ class _Collector:
             AutopilotParams(steer_noise=cfg.steer_noise), int(rng.integers(2**31 - 1))
         )
         state = self.backend.reset(spec)
+        self.episodes_started += 1
         pilot.reset(plan, self.backend.road_map, state.lights)
         last_standing = -cfg.standing_every
         for tick in range(cfg.max_episode_ticks):
@@ -278,9 +385,16 @@ class _Collector:
         episode: int,
     ) -> dict[str, Any]:
         frame = state.cameras["front"]
+        labels = np.asarray(frame.labels, np.uint8)
+        if int(labels.max()) >= NUM_LABELS:
+            raise CollectError(
+                f"the semantic camera sent label id {int(labels.max())}, beyond the "
+                f"{NUM_LABELS} ids of CARLA >= 0.9.14 (envs/sim/labels.py); is the CARLA "
+                "server another version than the client (0.9.16)?"
+            )
         return {
             "rgb": np.asarray(frame.rgb, np.uint8),
-            "labels": np.asarray(frame.labels, np.uint8),
+            "labels": labels,
             "light_state": np.int8(light_class(hazards)),
             "light_distance": np.float32(min(hazards.light_distance, MAX_DISTANCE)),
             "vehicle_gap": np.float32(min(hazards.vehicle_gap, MAX_DISTANCE)),
@@ -301,6 +415,7 @@ def _read_manifest(out: Path, config: CollectConfig) -> dict[str, Any]:
         "version": MANIFEST_VERSION,
         "seed": config.seed,
         "config": config.to_json(),
+        "maps": {},
         "shards": [],
     }
     if not path.exists():
@@ -311,6 +426,13 @@ def _read_manifest(out: Path, config: CollectConfig) -> dict[str, Any]:
         raise ValueError(f"{path}: not valid JSON ({exc}); delete it to start over") from exc
     old = dict(manifest.get("config", {}))
     new = config.to_json()
+    old.setdefault("backend", "embedded")  # collections from before CARLA recording
+    if old["backend"] != new["backend"]:
+        raise ValueError(
+            f"{path}: this collection was recorded with the {old['backend']} backend and "
+            f"cannot be continued with {new['backend']} (one collection holds one simulator's "
+            f"images); use another --out directory, or --backend {old['backend']} to extend it"
+        )
     old.pop("frames", None)
     new.pop("frames")
     if old != new:
@@ -320,6 +442,7 @@ def _read_manifest(out: Path, config: CollectConfig) -> dict[str, Any]:
             "use another --out directory or the same settings"
         )
     manifest["config"] = config.to_json()
+    manifest.setdefault("maps", {})
     return manifest
 
 
@@ -327,24 +450,37 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
     write_text_atomic(path, json.dumps(data, indent=2))
 
 
-def collect(config: CollectConfig, out: str | Path, progress: bool = True) -> dict[str, Any]:
+def collect(
+    config: CollectConfig,
+    out: str | Path,
+    progress: bool = True,
+    carla: CarlaOptions | None = None,
+) -> dict[str, Any]:
     """Collect (or finish collecting) ``config`` into ``out``.
 
     Shards already listed in the manifest with the expected frame count are kept; the others
-    are (re)collected. Each shard is written atomically and the manifest updated after it.
+    are (re)collected. Each shard is written atomically and the manifest updated after it, so
+    a stop at any point (a dead server, Ctrl-C) loses at most the shard in progress. The
+    manifest records the config (backend included) and, under ``maps``, the map the simulator
+    loaded for each town (for CARLA, the server's map name).
 
     Args:
         config: What to collect.
         out: Output directory (created).
         progress: Show a tqdm bar over frames.
+        carla: The CARLA server (``config.backend == "carla"``); defaults to localhost:2000.
 
     Returns:
         The manifest as written.
 
     Raises:
-        ValueError: if ``out`` holds a collection with a different config.
+        ValueError: if ``out`` holds a collection with a different config or backend.
+        CollectError: if the simulator failed for good (the message names the CARLA server
+            and how to continue) or kept refusing to start routes.
+        BackendError: for a setting the simulator rejects (a town the server lacks...).
     """
     out = Path(out)
+    carla = carla or CarlaOptions()
     out.mkdir(parents=True, exist_ok=True)
     manifest = _read_manifest(out, config)
     done = {s["file"]: s["frames"] for s in manifest["shards"] if (out / s["file"]).exists()}
@@ -354,16 +490,22 @@ def collect(config: CollectConfig, out: str | Path, progress: bool = True) -> di
     initial = config.frames - sum(config.shard_frames(i) for i in todo)
     shards = {name: frames for name, frames in done.items()}
     bar = tqdm(total=config.frames, initial=initial, unit="frame", disable=not progress)
-    collector = _Collector(config) if todo else None
+    collector = _Collector(config, make_backend(config, carla)) if todo else None
     try:
         for index in todo:
             assert collector is not None
-            data = collector.shard(index, bar)
+            try:
+                data = _shard_with_retry(collector, index, bar)
+            except SimulatorCrashed as error:
+                raise CollectError(
+                    _crash_message(config, carla, out, len(shards), error)
+                ) from error
             path = out / shard_name(index)
             with atomic_path(path) as tmp, tmp.open("wb") as f:
                 np.savez_compressed(f, **data)  # type: ignore[arg-type]
             shards[path.name] = config.shard_frames(index)
             manifest["shards"] = _shard_list(shards, config)
+            manifest["maps"].update(collector.maps)
             _write_json(out / MANIFEST, manifest)
             logger.info("wrote %s (%d frames)", path, config.shard_frames(index))
     finally:
@@ -373,6 +515,36 @@ def collect(config: CollectConfig, out: str | Path, progress: bool = True) -> di
     manifest["shards"] = _shard_list(shards, config)
     _write_json(out / MANIFEST, manifest)
     return manifest
+
+
+def _shard_with_retry(collector: _Collector, index: int, bar: tqdm) -> dict[str, NDArray[Any]]:
+    """Shard ``index``, started over (the backend reconnects) if the simulator crashes."""
+    for _ in range(SHARD_ATTEMPTS - 1):
+        before, started = bar.n, collector.episodes_started
+        try:
+            return collector.shard(index, bar)
+        except SimulatorCrashed as error:
+            if collector.episodes_started == started:
+                raise  # unreachable from the start: waiting through the backoff again is futile
+            logger.warning("shard %d lost (%s); starting it again", index, error)
+            bar.n = before  # the lost frames are collected again
+            bar.refresh()
+    return collector.shard(index, bar)
+
+
+def _crash_message(
+    config: CollectConfig, carla: CarlaOptions, out: Path, kept: int, error: Exception
+) -> str:
+    """What went wrong, what is kept, and what to do next."""
+    kept_text = f"the {kept} complete shard(s) in {out} are kept"
+    if config.backend != "carla":
+        return f"the simulator failed ({error}); {kept_text}; run the same command to continue"
+    return (
+        f"the CARLA server at {carla.address} is unreachable or stopped answering ({error}); "
+        f"{kept_text}. Start a CARLA 0.9.16 server there (e.g. $CARLA_ROOT/CarlaUE4.sh "
+        f"-RenderOffScreen -carla-rpc-port={carla.port}; see docs/carla.md) or point --host/--port "
+        "at a running one, then run the same command again to continue"
+    )
 
 
 def _shard_list(shards: dict[str, int], config: CollectConfig) -> list[dict[str, Any]]:
@@ -389,31 +561,90 @@ def _weathers(spec: str) -> tuple[str, ...]:
     return tuple(w.strip() for w in spec.split(",") if w.strip())
 
 
-def parse_args(argv: Sequence[str] | None = None) -> tuple[CollectConfig, Path]:
-    """Parse the command line into a config and an output directory."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+_CARLA_FLAGS = ("host", "port", "tm_port", "timeout", "retries")
+
+
+def parse_command_line(
+    argv: Sequence[str] | None = None,
+) -> tuple[CollectConfig, Path, CarlaOptions]:
+    """Parse the command line into a config, an output directory and the CARLA server."""
+    d, c = CollectConfig, CarlaOptions
+    parser = argparse.ArgumentParser(
+        prog="python -m perception.collect",
+        description=__doc__.splitlines()[0],
+        epilog="Recording on a CARLA server and fine-tuning on it: docs/carla.md.",
+    )
     parser.add_argument("--out", type=Path, required=True, help="output directory")
-    parser.add_argument("--frames", type=int, default=CollectConfig.frames)
-    parser.add_argument("--towns", default=",".join(CollectConfig.towns), help="comma-separated")
+    parser.add_argument("--frames", type=int, default=d.frames, help="total frames to collect")
+    parser.add_argument(
+        "--towns",
+        default=",".join(d.towns),
+        help="comma-separated towns, one per shard in turn: shipped names or .xodr paths, and "
+        "with --backend carla the server's maps (Town01,...)",
+    )
     parser.add_argument(
         "--weathers", default="train", help="all | train | comma-separated preset names"
     )
-    parser.add_argument("--seed", type=int, default=CollectConfig.seed)
-    parser.add_argument("--frames-per-shard", type=int, default=CollectConfig.frames_per_shard)
-    parser.add_argument("--every", type=int, default=CollectConfig.every, help="ticks per frame")
-    parser.add_argument("--width", type=int, default=CollectConfig.width)
-    parser.add_argument("--height", type=int, default=CollectConfig.height)
-    parser.add_argument("--vehicles", type=int, default=CollectConfig.vehicles)
-    parser.add_argument("--walkers", type=int, default=CollectConfig.walkers)
-    parser.add_argument("--steer-noise", type=float, default=CollectConfig.steer_noise)
+    parser.add_argument("--seed", type=int, default=d.seed, help="master seed")
+    parser.add_argument(
+        "--frames-per-shard", type=int, default=d.frames_per_shard, help="frames per shard file"
+    )
+    parser.add_argument("--every", type=int, default=d.every, help="ticks (20 Hz) per frame")
+    parser.add_argument("--width", type=int, default=d.width, help="camera width [px]")
+    parser.add_argument("--height", type=int, default=d.height, help="camera height [px]")
+    parser.add_argument("--vehicles", type=int, default=d.vehicles, help="NPC vehicles")
+    parser.add_argument("--walkers", type=int, default=d.walkers, help="pedestrians")
+    parser.add_argument(
+        "--steer-noise",
+        type=float,
+        default=d.steer_noise,
+        help="std of the autopilot's steer noise",
+    )
     parser.add_argument(
         "--standing-every",
         type=int,
-        default=CollectConfig.standing_every,
+        default=d.standing_every,
         help="while the ego stands still, store a frame only every this many ticks",
     )
+    server = parser.add_argument_group(
+        "simulator", "Where the frames come from; the flags after --backend need --backend carla."
+    )
+    server.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default=d.backend,
+        help="embedded: the in-process simulator (default); carla: a running CARLA 0.9.16 "
+        "server, recording its RGB camera and the semantic-segmentation camera on the same "
+        "mount (label ids from its red channel). A collection keeps the backend it began with",
+    )
+    server.add_argument("--host", help=f"CARLA server host (default {c.host})")
+    server.add_argument(
+        "--port", type=int, help=f"CARLA RPC port; the server also uses port+1 (default {c.port})"
+    )
+    server.add_argument(
+        "--tm-port",
+        type=int,
+        help=f"Traffic Manager port, distinct for each server on a machine (default {c.tm_port})",
+    )
+    server.add_argument(
+        "--timeout",
+        type=float,
+        help=f"longest wait for any answer of the server or image of a camera [s] "
+        f"(default {c.timeout:g})",
+    )
+    server.add_argument(
+        "--retries",
+        type=int,
+        help="connection attempts, with growing pauses, before the collection stops with the "
+        f"shards written so far kept (default {c.retries})",
+    )
     args = parser.parse_args(argv)
+    given = {k: getattr(args, k) for k in _CARLA_FLAGS if getattr(args, k) is not None}
+    if given and args.backend != "carla":
+        flags = ", ".join("--" + k.replace("_", "-") for k in given)
+        parser.error(f"{flags} set where the CARLA server is; add --backend carla")
     config = CollectConfig(
+        backend=args.backend,
         frames=args.frames,
         towns=tuple(t.strip() for t in args.towns.split(",") if t.strip()),
         weathers=_weathers(args.weathers),
@@ -427,17 +658,35 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[CollectConfig, Path]:
         steer_noise=args.steer_noise,
         standing_every=args.standing_every,
     )
-    return config, args.out
+    return config, args.out, CarlaOptions(**given)
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    """Command-line entry point."""
+def parse_args(argv: Sequence[str] | None = None) -> tuple[CollectConfig, Path]:
+    """Parse the command line into a config and an output directory."""
+    config, out, _ = parse_command_line(argv)
+    return config, out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point; returns the exit status (2 for bad input or a lost server)."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    config, out = parse_args(argv)
-    manifest = collect(config, out)
+    config, out, carla = parse_command_line(argv)
+    try:
+        manifest = collect(config, out, carla=carla)
+    except (CollectError, BackendError, ValueError) as error:
+        print(f"perception.collect: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(
+            f"\ninterrupted; the complete shards in {out} are kept: run the same command to "
+            "continue",
+            file=sys.stderr,
+        )
+        return 130
     total = sum(s["frames"] for s in manifest["shards"])
     logger.info("%s: %d frames in %d shards", out, total, len(manifest["shards"]))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

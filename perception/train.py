@@ -5,12 +5,15 @@ AdamW with warm-up and cosine decay, photometric augmentation (brightness, contr
 that the held-out night and rain presets are not a new world. A run folder holds the resolved
 config, TensorBoard events (losses, mIoU, affordance errors, input | prediction | truth
 images), ``checkpoint.pt`` (written atomically; ``--resume`` continues at the same batch) and
-the final ``weights.pt`` in the shipped format.
+the final ``weights.pt`` in the shipped format. ``--init-weights`` starts a new run from existing
+weights instead of random ones (fine-tuning, e.g. the shipped weights on CARLA recordings).
 
 Usage::
 
     python -m perception.train --data data/seg_train --val-data data/seg_heldout \\
         --run-dir runs/perception
+    python -m perception.train --data data/seg_carla --run-dir runs/perception_carla \\
+        --init-weights perception/weights/perception.pt --set lr=5e-4 --set epochs=3
 """
 
 from __future__ import annotations
@@ -139,13 +142,14 @@ class Trainer:
         run_dir: Path,
         val_data: ShardDataset | None = None,
         resume: bool = False,
+        init_weights: Path | None = None,
     ) -> None:
         self.config = config
         self.data = data
         self.val_data = val_data
         self.run_dir = run_dir
         torch.manual_seed(config.seed)
-        self.model = PerceptionNet()
+        self.model = self._initial_model(resume, init_weights)
         self.steps_per_epoch = math.ceil(len(data) / config.batch_size)
         self.total_steps = self.steps_per_epoch * config.epochs
         self.optimizer = torch.optim.AdamW(
@@ -171,6 +175,23 @@ class Trainer:
         run_dir.mkdir(parents=True, exist_ok=True)
         write_text_atomic(run_dir / CONFIG, yaml.safe_dump(dataclass_to_dict(config)))
         self.writer = SummaryWriter(str(run_dir))
+
+    def _initial_model(self, resume: bool, init_weights: Path | None) -> PerceptionNet:
+        """The network before training: a resumed run's own, the given weights, or random.
+
+        A resumed run rebuilds the architecture its ``weights.pt`` (saved with every
+        checkpoint) records, which need not be the default one when the run began from
+        ``init_weights``; the checkpoint then restores the parameters.
+        """
+        own = self.run_dir / WEIGHTS
+        if resume:
+            if init_weights is not None:
+                logger.info("--resume continues %s; --init-weights is not used", self.run_dir)
+            return PerceptionNet.from_weights(own) if own.is_file() else PerceptionNet()
+        if init_weights is not None:
+            logger.info("starting from the weights in %s", init_weights)
+            return PerceptionNet.from_weights(init_weights)
+        return PerceptionNet()
 
     def _load(self, path: Path) -> None:
         if not path.is_file():
@@ -293,6 +314,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--run-dir", type=Path, default=Path("runs/perception"))
     parser.add_argument("--resume", action="store_true", help="continue the run in --run-dir")
+    parser.add_argument(
+        "--init-weights",
+        type=Path,
+        help="start a new run from these weights (a weights.pt, or the shipped "
+        "perception/weights/perception.pt) instead of random ones, with their architecture: "
+        "fine-tuning, e.g. on CARLA recordings; not used with --resume",
+    )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return parser.parse_args(argv)
 
@@ -306,7 +334,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         torch.set_num_threads(config.threads)
     data = ShardDataset(args.data)
     val = ShardDataset(args.val_data) if args.val_data else None
-    trainer = Trainer(config, data, args.run_dir, val, resume=args.resume)
+    trainer = Trainer(
+        config, data, args.run_dir, val, resume=args.resume, init_weights=args.init_weights
+    )
     result = trainer.train(progress=not args.no_progress)
     logger.info("weights: %s", args.run_dir / WEIGHTS)
     if result:

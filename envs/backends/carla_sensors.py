@@ -5,6 +5,11 @@ here feeds a thread-safe queue; the backend drains the event queues after every 
 wants images, waits (bounded) for the camera frames whose number matches the world frame.
 Camera images that are not wanted are dropped unconverted, so a tick without rendering costs no
 image decoding and the queues never grow.
+
+The RGB, semantic and depth cameras of one ``CameraSpec`` share one mount, and a ``CameraFrame``
+is built only from images of the same world frame: an image of a later frame (another client
+ticking the server) raises rather than pair a colour image with another instant's labels.
+A spec with ``depth=False`` gets no depth camera (a third less rendering on the server).
 """
 
 from __future__ import annotations
@@ -38,6 +43,11 @@ CAMERA_KINDS = (
 """Which CARLA camera produces each image of a ``CameraFrame``."""
 
 
+def camera_kinds(spec: CameraSpec) -> tuple[tuple[str, str], ...]:
+    """The ``CAMERA_KINDS`` a camera spec needs (no depth camera when ``spec.depth`` is off)."""
+    return tuple((kind, bp) for kind, bp in CAMERA_KINDS if spec.depth or kind != "depth")
+
+
 def _drain(q: queue.Queue[Any]) -> list[Any]:
     items = []
     while True:
@@ -53,7 +63,8 @@ class SensorRig:
     Args:
         world: The ``carla.World``.
         ego: The ego ``carla.Vehicle``.
-        cameras: Camera specs by name; each gets an RGB, a semantic and a depth camera.
+        cameras: Camera specs by name; each gets an RGB, a semantic and (``spec.depth``) a
+            depth camera on one mount.
         carla: The ``carla`` module.
     """
 
@@ -75,7 +86,7 @@ class SensorRig:
         )
         for name, spec in self._specs.items():
             mount = camera_mount(spec, ego.bounding_box, carla)
-            for kind, blueprint_id in CAMERA_KINDS:
+            for kind, blueprint_id in camera_kinds(spec):
                 blueprint = library.find(blueprint_id)
                 blueprint.set_attribute("image_size_x", str(spec.width))
                 blueprint.set_attribute("image_size_y", str(spec.height))
@@ -130,17 +141,18 @@ class SensorRig:
             timeout: Longest total wait [s].
 
         Raises:
-            SimulatorCrashed: if a camera sends no image of that frame in time.
+            SimulatorCrashed: if a camera sends no image of that frame in time, or one of a
+                later frame (its images would no longer line up with the other cameras').
         """
         deadline = time.monotonic() + timeout
         out: dict[str, CameraFrame] = {}
         for name, spec in self._specs.items():
-            raw = {kind: self._wait(name, kind, frame, deadline) for kind, _ in CAMERA_KINDS}
+            raw = {kind: self._wait(name, kind, frame, deadline) for kind, _ in camera_kinds(spec)}
             w, h = spec.width, spec.height
             out[name] = CameraFrame(
                 rgb=image_to_rgb(raw["rgb"].raw_data, w, h),
                 labels=image_to_labels(raw["labels"].raw_data, w, h),
-                depth=image_to_depth(raw["depth"].raw_data, w, h),
+                depth=image_to_depth(raw["depth"].raw_data, w, h) if "depth" in raw else None,
                 frame=frame - start_frame,
             )
         return out
@@ -155,5 +167,12 @@ class SensorRig:
                 raise SimulatorCrashed(
                     f"camera {name!r} ({kind}) sent no image for frame {frame} in time"
                 ) from None
-            if int(image.frame) >= frame:  # older frames are stale leftovers: skip them
+            if int(image.frame) == frame:
                 return image
+            if int(image.frame) > frame:
+                raise SimulatorCrashed(
+                    f"camera {name!r} ({kind}) sent frame {image.frame} while frame {frame} was "
+                    "expected, so its images no longer line up with the other cameras'; is "
+                    "another client ticking this server?"
+                )
+            # an older frame is a leftover of a tick that did not render: skip it
