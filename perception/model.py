@@ -24,15 +24,23 @@ from perception.collect import LIGHT_CLASSES, MAX_DISTANCE
 DEFAULT_WEIGHTS = Path(__file__).parent / "weights" / "perception.pt"
 """The shipped weights (``python -m perception.train``; recipe in the README)."""
 WEIGHTS_FORMAT = "segdrive-perception"
-WEIGHTS_VERSION = 2
+WEIGHTS_VERSION = 3
+_READABLE_VERSIONS = (2, 3)
+# Architecture fields that version 2 files predate, with the values those weights were built with.
+_V2_ARCHITECTURE = {"light_channels": 0, "input_norm": "imagenet", "affordance_features": False}
 NUM_CLASSES = len(Label)
 LABEL_NAMES: tuple[str, ...] = tuple(label.name for label in Label)
 DISTANCE_KEYS = ("light_distance", "vehicle_gap", "walker_gap")
 """Distance affordances, predicted as a fraction of ``MAX_DISTANCE``."""
+AFFORDANCE_OUTPUTS = len(LIGHT_CLASSES) + len(DISTANCE_KEYS) + 2
+"""Light-state probabilities, distances, lateral offset and heading error."""
 
-# Per-channel RGB statistics of [0, 1] images (ImageNet's, a neutral choice for road scenes).
+# Floor of the per-image contrast [0, 1 units], so a flat black frame is not amplified to noise.
+_MIN_STD = 0.02
+# ImageNet's per-channel RGB statistics (``input_norm="imagenet"``, the version 2 weights).
 _MEAN = (0.485, 0.456, 0.406)
 _STD = (0.229, 0.224, 0.225)
+INPUT_NORMS = ("image", "imagenet")
 
 
 @dataclass(frozen=True)
@@ -50,6 +58,16 @@ class PerceptionConfig:
         feature_channels: Channels of the 1x1 reduction before pooling into features.
         feature_grid: (rows, cols) the reduced map is average-pooled to; keeps coarse layout
             (where the lane and the light are) that a global pool would lose.
+        light_channels: Channels of the small-object branch: a conv on the stride-4 map
+            whose responses are *max*-pooled to ``feature_grid`` and appended to the features.
+            A traffic light 20-30 m ahead covers one or two pixels at 160x96; average pooling
+            at stride 32 dilutes it to nothing, a max keeps it. 0: no branch.
+        input_norm: ``image`` standardises every image by its own statistics (see
+            ``PerceptionNet.normalize``); ``imagenet`` uses fixed ImageNet statistics.
+        affordance_features: Append the affordance heads' predictions (light-state
+            probabilities, the distances, lane offset and heading) to ``features()``, so the
+            policy reads what a driver decides on directly instead of having to re-learn it
+            from the pooled maps.
         num_classes: Segmentation classes.
     """
 
@@ -58,12 +76,25 @@ class PerceptionConfig:
     decoder_channels: tuple[int, int, int, int] = (64, 48, 32, 24)
     feature_channels: int = 64
     feature_grid: tuple[int, int] = (2, 4)
+    light_channels: int = 8
+    input_norm: str = "image"
+    affordance_features: bool = True
     num_classes: int = NUM_CLASSES
+
+    def __post_init__(self) -> None:
+        if self.input_norm not in INPUT_NORMS:
+            raise ValueError(f"input_norm must be one of {INPUT_NORMS}, got {self.input_norm!r}")
 
     @property
     def feature_dim(self) -> int:
         """Length of the ``features()`` vector."""
-        return self.feature_channels * self.feature_grid[0] * self.feature_grid[1]
+        return self.map_feature_dim + (AFFORDANCE_OUTPUTS if self.affordance_features else 0)
+
+    @property
+    def map_feature_dim(self) -> int:
+        """Length of the pooled-map part of the features (what the affordance heads read)."""
+        cells = self.feature_grid[0] * self.feature_grid[1]
+        return (self.feature_channels + self.light_channels) * cells
 
     def to_json(self) -> dict[str, Any]:
         """JSON-friendly fields (tuples as lists)."""
@@ -169,18 +200,24 @@ class PerceptionNet(nn.Module):
         super().__init__()
         self.config = config or PerceptionConfig()
         cfg = self.config
-        self.mean: Tensor
-        self.std: Tensor
-        self.register_buffer("mean", torch.tensor(_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(_STD).view(1, 3, 1, 1), persistent=False)
         self.encoder = Encoder(cfg)
         self.decoder = Decoder(cfg)
         self.reduce = nn.Sequential(
             _conv_bn(cfg.channels[3], cfg.feature_channels, kernel=1), nn.ReLU(inplace=True)
         )
         self.pool = nn.AdaptiveAvgPool2d(cfg.feature_grid)
+        self.light_branch = (
+            nn.Sequential(_conv_bn(cfg.channels[0], cfg.light_channels), nn.ReLU(inplace=True))
+            if cfg.light_channels
+            else None
+        )
+        self.light_pool = nn.AdaptiveMaxPool2d(cfg.feature_grid)
+        self.mean: Tensor
+        self.std: Tensor
+        self.register_buffer("mean", torch.tensor(_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(_STD).view(1, 3, 1, 1), persistent=False)
         hidden = 256
-        self.trunk = nn.Sequential(nn.Linear(cfg.feature_dim, hidden), nn.ReLU(inplace=True))
+        self.trunk = nn.Sequential(nn.Linear(cfg.map_feature_dim, hidden), nn.ReLU(inplace=True))
         self.light_head = nn.Linear(hidden, len(LIGHT_CLASSES))
         # light, vehicle and walker distance (/ MAX_DISTANCE), lateral offset [m], heading [rad]
         self.regression_head = nn.Linear(hidden, len(DISTANCE_KEYS) + 2)
@@ -191,18 +228,45 @@ class PerceptionNet(nn.Module):
         return self.config.feature_dim
 
     def normalize(self, images: Tensor) -> Tensor:
-        """uint8 [0, 255] or float [0, 1] (B, 3, H, W) RGB to normalised float."""
+        """uint8 [0, 255] or float [0, 1] (B, 3, H, W) RGB to per-image standardised float.
+
+        Each image loses its own per-channel mean and is divided by its own contrast (the
+        standard deviation over all its pixels), so a night or overcast frame reaches the
+        encoder at the contrast of a day one: the held-out night presets are darker versions
+        of scenes the training set has, and this removes most of that difference.
+        """
         if images.dim() != 4 or images.shape[1] != 3:
             raise ValueError(f"images must be (B, 3, H, W), got {tuple(images.shape)}")
         x = images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
-        return (x - self.mean) / self.std
+        if self.config.input_norm == "imagenet":
+            return (x - self.mean) / self.std
+        mean = x.mean(dim=(2, 3), keepdim=True)
+        std = x.std(dim=(1, 2, 3), keepdim=True).clamp_min(_MIN_STD)
+        return (x - mean) / std
 
     def _features(self, maps: list[Tensor]) -> Tensor:
-        return self.pool(self.reduce(maps[-1])).flatten(1)
+        scene = self.pool(self.reduce(maps[-1]))
+        if self.light_branch is None:
+            return scene.flatten(1)
+        lights = self.light_pool(self.light_branch(maps[1]))
+        return torch.cat([scene, lights], dim=1).flatten(1)
+
+    def _heads(self, feats: Tensor) -> tuple[Tensor, Tensor]:
+        """Light-state logits (B, 4) and the regressions (B, 5) from the pooled features."""
+        hidden = self.trunk(feats)
+        return self.light_head(hidden), self.regression_head(hidden)
+
+    def _policy_features(self, feats: Tensor, light: Tensor, reg: Tensor) -> Tensor:
+        if not self.config.affordance_features:
+            return feats
+        return torch.cat([feats, light.softmax(dim=1), reg], dim=1)
 
     def features(self, images: Tensor) -> Tensor:
         """The frozen-encoder output the policy sees: (B, ``feature_dim``)."""
-        return self._features(self.encoder(self.normalize(images)))
+        feats = self._features(self.encoder(self.normalize(images)))
+        if not self.config.affordance_features:
+            return feats
+        return self._policy_features(feats, *self._heads(feats))
 
     def segment(self, images: Tensor) -> Tensor:
         """Predicted label ids (B, H, W) at the image size (logits upsampled bilinearly)."""
@@ -221,14 +285,13 @@ class PerceptionNet(nn.Module):
         """
         maps = self.encoder(self.normalize(images))
         feats = self._features(maps)
-        hidden = self.trunk(feats)
-        reg = self.regression_head(hidden)
+        light, reg = self._heads(feats)
         out = {
             "segmentation": self.decoder(maps),
-            "light_state": self.light_head(hidden),
+            "light_state": light,
             "lateral_offset": reg[:, 3],
             "heading_error": reg[:, 4],
-            "features": feats,
+            "features": self._policy_features(feats, light, reg),
         }
         for i, key in enumerate(DISTANCE_KEYS):
             out[key] = reg[:, i]
@@ -298,10 +361,13 @@ def _read_weights(path: Path, data: bytes | None = None) -> dict[str, Any]:
         raise ValueError(f"{path}: not a readable weight file ({exc})") from exc
     if not isinstance(payload, dict) or payload.get("format") != WEIGHTS_FORMAT:
         raise ValueError(f"{path}: not a {WEIGHTS_FORMAT} weight file")
-    if payload.get("version") != WEIGHTS_VERSION:
+    if payload.get("version") not in _READABLE_VERSIONS:
         raise ValueError(
-            f"{path}: weight format version {payload.get('version')}, expected {WEIGHTS_VERSION}"
+            f"{path}: weight format version {payload.get('version')}, this code reads "
+            f"{', '.join(map(str, _READABLE_VERSIONS))}"
         )
+    if payload["version"] == 2:
+        payload["architecture"] = {**_V2_ARCHITECTURE, **payload["architecture"]}
     if payload.get("labels") != list(LABEL_NAMES):
         raise ValueError(
             f"{path}: weights were trained on another label set ({payload.get('labels')}); "

@@ -121,15 +121,30 @@ def class_weights(labels: NDArray[np.uint8], power: float, max_weight: float) ->
 
 
 def augment(images: Tensor, generator: torch.Generator) -> Tensor:
-    """uint8 (B, 3, H, W) -> float [0, 1] with random brightness, contrast and colour gains."""
+    """uint8 (B, 3, H, W) -> float [0, 1], photometrically jittered towards unseen weathers.
+
+    Per image: a gamma (above 1 darkens the mid-tones as dusk and night do), a brightness
+    gain drawn log-uniformly down to 0.15 (night without its street lights), contrast, a colour
+    cast, sensor noise, then 8-bit quantisation, so a darkened frame keeps as few grey levels as
+    a real dark frame has. Combined with the model's per-image standardisation this stands in
+    for the night presets that the training set must not contain.
+    """
     x = images.float() / 255.0
     b = x.shape[0]
-    brightness = torch.empty(b, 1, 1, 1).uniform_(0.35, 1.4, generator=generator)
-    contrast = torch.empty(b, 1, 1, 1).uniform_(0.6, 1.3, generator=generator)
-    colour = torch.empty(b, 3, 1, 1).uniform_(0.85, 1.15, generator=generator)
+
+    def draw(*shape: int, low: float, high: float) -> Tensor:
+        return torch.empty(b, *shape).uniform_(low, high, generator=generator)
+
+    gamma = torch.exp(draw(1, 1, 1, low=math.log(0.7), high=math.log(2.5)))
+    brightness = torch.exp(draw(1, 1, 1, low=math.log(0.15), high=math.log(1.4)))
+    contrast = draw(1, 1, 1, low=0.6, high=1.3)
+    colour = draw(3, 1, 1, low=0.8, high=1.2)
+    noise = draw(1, 1, 1, low=0.0, high=0.03)
+    x = x.pow(gamma)
     mean = x.mean(dim=(1, 2, 3), keepdim=True)
-    x = (x - mean) * contrast + mean
-    return (x * brightness * colour).clamp_(0.0, 1.0)
+    x = ((x - mean) * contrast + mean) * brightness * colour
+    x = x + noise * torch.randn(x.shape, generator=generator)
+    return (x.clamp(0.0, 1.0) * 255.0).round() / 255.0
 
 
 class Trainer:

@@ -180,3 +180,43 @@ def test_weights_round_trip_and_mismatch(tmp_path: Path) -> None:
     (tmp_path / "junk.pt").write_bytes(b"junk")
     with pytest.raises(ValueError, match=r"junk\.pt: not a readable weight file"):
         model.load_weights(tmp_path / "junk.pt")
+
+
+def test_version_2_weights_still_load_as_they_were_built(tmp_path: Path) -> None:
+    """Agents shipped with version-2 encoders (ImageNet normalisation, no light branch, no
+    affordances in the features) keep working after the format moved on."""
+    torch.manual_seed(2)
+    legacy = PerceptionConfig(light_channels=0, input_norm="imagenet", affordance_features=False)
+    model = PerceptionNet(legacy).eval()
+    path = tmp_path / "v2.pt"
+    model.save_weights(path)
+    payload = torch.load(path, weights_only=True)
+    payload["version"] = 2
+    for key in ("light_channels", "input_norm", "affordance_features"):
+        del payload["architecture"][key]
+    torch.save(payload, path)
+    loaded = PerceptionNet.from_weights(path).eval()
+    assert loaded.config == legacy and loaded.feature_dim == 512
+    images = torch.randint(0, 256, (2, 3, 96, 160), dtype=torch.uint8)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.features(images), model.features(images))
+    payload["version"] = 1
+    torch.save(payload, path)
+    with pytest.raises(ValueError, match=r"v2\.pt: weight format version 1, this code reads 2, 3"):
+        PerceptionNet.from_weights(path)
+
+
+def test_features_carry_the_affordance_predictions_and_ignore_exposure() -> None:
+    torch.manual_seed(3)
+    model = PerceptionNet().eval()
+    images = torch.randint(30, 220, (2, 3, 96, 160), dtype=torch.uint8)
+    with torch.no_grad():
+        out = model(images)
+        features = model.features(images)
+        dark = model.features(images.float() / 255.0 * 0.25)  # the same scene, a quarter as bright
+    n = model.config.map_feature_dim
+    probs = features[:, n : n + 4]
+    torch.testing.assert_close(probs, out["light_state"].softmax(1))
+    torch.testing.assert_close(probs.sum(1), torch.ones(2))
+    torch.testing.assert_close(features[:, n + 4], out["light_distance"])
+    torch.testing.assert_close(dark, features, atol=1e-3, rtol=1e-3)  # per-image standardisation
