@@ -25,7 +25,6 @@ from envs.planner import RoutePlanner
 from envs.routes import RoutePlan, RouteSpec, load_routes
 from envs.sim.weather import PRESET_NAMES
 from envs.towns import available_towns
-from envs.workers import single_threaded_blas
 from evaluation.agents import make_agent, validate_sensors
 from evaluation.drive import TRAFFIC, BackendFactory, RouteRunner
 from evaluation.report import summary_table, weather_chart
@@ -233,9 +232,7 @@ def _results(
         return
     context = multiprocessing.get_context("spawn")  # never fork: panda3d/EGL state
     level = logging.getLogger().getEffectiveLevel()
-    with single_threaded_blas():
-        pool = context.Pool(config.workers, _init_worker, (config, level))
-    with pool:
+    with context.Pool(config.workers, _init_worker, (config, level)) as pool:
         yield from pool.imap_unordered(_run_in_worker, jobs)
 
 
