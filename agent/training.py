@@ -13,13 +13,11 @@ Layout of a run folder::
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import logging
 import math
-import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -92,29 +90,12 @@ def _env_factory(config: TrainConfig) -> Callable[[], gym.Env[Any, Any]]:
     return make
 
 
-@contextlib.contextmanager
-def _single_threaded_blas() -> Iterator[None]:
-    """Child processes started inside get one OpenBLAS thread (unless the user chose).
-
-    The env workers are single-threaded by design; numpy's OpenBLAS threads only spin on the
-    cores the other workers need (2 workers on 2 cores: 225 -> 262 steps/s).
-    """
-    saved = os.environ.get("OPENBLAS_NUM_THREADS")
-    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    try:
-        yield
-    finally:
-        if saved is None:
-            del os.environ["OPENBLAS_NUM_THREADS"]
-
-
 def make_vec_env(config: TrainConfig, encoder_device: str = "cpu") -> VecEnv:
     """The training envs: subprocesses (spawned), encoder wrapper, observation normaliser."""
     factories = [_env_factory(config)] * config.n_envs  # seeds come from venv.seed()
     venv: VecEnv
     if config.n_envs > 1:
-        with _single_threaded_blas():
-            venv = SubprocVecEnv(factories, start_method="spawn")  # no fork: EGL contexts
+        venv = SubprocVecEnv(factories, start_method="spawn")  # no fork: EGL contexts
     else:
         venv = DummyVecEnv(factories)
     venv.seed(config.seed)
