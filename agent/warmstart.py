@@ -28,6 +28,7 @@ from tqdm import tqdm
 logger = logging.getLogger(__name__)
 
 STANDING_SPEED = 0.5  # [m/s] below this a demonstration sample counts as standing still
+START_GAIN = 0.05  # [m/s] speed gained over one step that marks a standing sample as a start
 
 
 def collect_demonstrations(
@@ -42,9 +43,9 @@ def collect_demonstrations(
     """Drive ``venv`` with the autopilot (``env_method("expert_action")``).
 
     Args:
-        standing_keep: Share of the samples kept while the ego stands still. Waiting at red
-            lights and in queues fills much of a drive; a cloned policy that mostly saw
-            "standing still -> brake" stays standing once stopped (causal confusion).
+        standing_keep: Share of the waiting samples kept (standing still, the expert keeps
+            it so); the rare samples where the expert drives off are oversampled instead (see
+            ``_standing_balance``).
 
     Returns:
         Raw observations (stacked over steps and envs), the expert's clean actions, and the
@@ -79,17 +80,49 @@ def collect_demonstrations(
     flat_actions = np.concatenate(actions)
     flat_returns = returns.reshape(-1)
     if standing_keep < 1.0 and "speed" in stacked:
-        standing = np.abs(stacked["speed"].reshape(-1)) < STANDING_SPEED
-        keep = ~standing | (rng.random(len(standing)) < standing_keep)
-        logger.info(
-            "demonstrations: %d samples, %d standing still, %d kept",
-            len(keep),
-            int(standing.sum()),
-            int(keep.sum()),
+        keep = _standing_balance(
+            stacked["speed"].reshape(rounds, n), np.stack(dones), standing_keep, rng
         )
         stacked = {k: v[keep] for k, v in stacked.items()}
         flat_actions, flat_returns = flat_actions[keep], flat_returns[keep]
     return stacked, flat_actions, flat_returns
+
+
+def _standing_balance(
+    speed: NDArray[Any], done: NDArray[np.bool_], keep_share: float, rng: np.random.Generator
+) -> NDArray[np.int64]:
+    """Indices of the demonstration samples to clone, with standing still rebalanced.
+
+    Standing samples are of two kinds: waiting (the expert keeps the car still: a red light, a
+    queue) and starting (the expert drives off: the car is faster one step later). A drive
+    holds a hundred waiting samples for every start, so a clone learns "standing -> stay" and
+    never moves again (causal confusion, as in CILRS). Waiting samples are thinned to
+    ``keep_share``; starting samples are all kept and repeated until they are as many as the
+    waiting ones kept (at most 20 times each).
+
+    Args:
+        speed: (rounds, envs) speeds [m/s] of the executed demonstrations.
+        done: (rounds, envs) episode ends after each step.
+    """
+    standing = np.abs(speed) < STANDING_SPEED
+    faster = np.zeros_like(standing)
+    faster[:-1] = (speed[1:] > speed[:-1] + START_GAIN) & ~done[:-1]
+    starting = (standing & faster).reshape(-1)
+    waiting = (standing & ~faster).reshape(-1)
+    kept = ~waiting | (rng.random(waiting.shape) < keep_share)
+    index = np.flatnonzero(kept)
+    waits = int((kept & waiting).sum())
+    starts = np.flatnonzero(starting)
+    repeat = min(20, max(1, round(waits / max(len(starts), 1))))
+    logger.info(
+        "demonstrations: %d samples, %d waiting (%d kept), %d starting (x%d)",
+        speed.size,
+        int(waiting.sum()),
+        waits,
+        len(starts),
+        repeat,
+    )
+    return np.sort(np.concatenate([index, np.repeat(starts, repeat - 1)]))
 
 
 def behaviour_clone(
