@@ -70,6 +70,9 @@ class TrainConfig:
         bc_noise: Steer noise added to the executed expert actions (DART) [-1..1 units].
         bc_standing_keep: Share of the demonstration samples kept while the ego stands
             still (see ``agent.warmstart.collect_demonstrations``).
+        bc_pedal_noise: Standard deviation of a slowly varying (about 1 s) noise added to
+            the executed throttle / acceleration, so the demonstrations also show the expert
+            recovering its speed (stopped short of a stop line, too slow, too fast).
         algo_kwargs: Keyword arguments of the SB3 algorithm (``learning_rate``, ``n_steps``...).
         policy_kwargs: SB3 ``policy_kwargs`` (``net_arch``...).
         checkpoint_every: Env steps between checkpoints.
@@ -102,6 +105,7 @@ class TrainConfig:
     bc_epochs: int = 10
     bc_noise: float = 0.15
     bc_standing_keep: float = 1.0
+    bc_pedal_noise: float = 0.0
     algo_kwargs: dict[str, Any] = field(default_factory=dict)
     policy_kwargs: dict[str, Any] = field(default_factory=dict)
     checkpoint_every: int = 50_000

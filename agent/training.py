@@ -447,6 +447,7 @@ def train(
                 config.seed,
                 progress,
                 config.bc_standing_keep,
+                config.bc_pedal_noise,
             )
             for key, value in losses.items():
                 sb3_logger.record(f"warmstart/{key}", value)

@@ -15,6 +15,7 @@ advantages are not noise.
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 import numpy as np
@@ -28,6 +29,7 @@ from tqdm import tqdm
 logger = logging.getLogger(__name__)
 
 STANDING_SPEED = 0.5  # [m/s] below this a demonstration sample counts as standing still
+PEDAL_MEMORY = 0.9  # AR(1) coefficient of the pedal noise per decision step
 START_GAIN = 0.05  # [m/s] speed gained over one step that marks a standing sample as a start
 
 
@@ -39,6 +41,7 @@ def collect_demonstrations(
     seed: int = 0,
     progress: bool = True,
     standing_keep: float = 1.0,
+    pedal_noise: float = 0.0,
 ) -> tuple[dict[str, NDArray[Any]], NDArray[np.float32], NDArray[np.float32]]:
     """Drive ``venv`` with the autopilot (``env_method("expert_action")``).
 
@@ -46,6 +49,8 @@ def collect_demonstrations(
         standing_keep: Share of the waiting samples kept (standing still, the expert keeps
             it so); the rare samples where the expert drives off are oversampled instead (see
             ``_standing_balance``).
+        pedal_noise: Standard deviation of an AR(1) noise (correlation time ~1 s at 10
+            decisions/s) added to the executed throttle or acceleration (action 1).
 
     Returns:
         Raw observations (stacked over steps and envs), the expert's clean actions, and the
@@ -57,6 +62,7 @@ def collect_demonstrations(
     rounds = max(1, steps // n)
     obs_log: list[dict[str, NDArray[Any]]] = []
     actions, rewards, dones = [], [], []
+    pedal = np.zeros(n)
     obs = venv.reset()
     with tqdm(total=rounds * n, disable=not progress, unit="step", desc="demonstrations") as bar:
         for _ in range(rounds):
@@ -66,6 +72,10 @@ def collect_demonstrations(
             expert = np.asarray(venv.env_method("expert_action"), dtype=np.float32)
             executed = expert.copy()
             executed[:, 0] += rng.normal(0.0, steer_noise, size=n)
+            pedal = PEDAL_MEMORY * pedal + math.sqrt(1.0 - PEDAL_MEMORY**2) * rng.normal(
+                0.0, pedal_noise, size=n
+            )
+            executed[:, 1] += pedal
             obs, reward, done, _ = venv.step(np.clip(executed, -1.0, 1.0))
             actions.append(expert)
             rewards.append(np.asarray(reward, dtype=np.float32))
@@ -186,10 +196,11 @@ def warm_start(
     seed: int = 0,
     progress: bool = True,
     standing_keep: float = 1.0,
+    pedal_noise: float = 0.0,
 ) -> dict[str, float]:
     """Collect ``steps`` demonstrations on ``venv`` and clone them into ``model``."""
     observations, actions, returns = collect_demonstrations(
-        venv, steps, steer_noise, model.gamma, seed, progress, standing_keep
+        venv, steps, steer_noise, model.gamma, seed, progress, standing_keep, pedal_noise
     )
     norm = unwrap_vec_normalize(venv)
     if norm is not None:  # normalise with the statistics the demonstrations built up
