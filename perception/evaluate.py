@@ -68,7 +68,23 @@ def light_state_figures(
         "tl_state_frames": int(near.sum()),
         "tl_state_accuracy_all": float(np.mean(pred == truth)),
         "tl_state_confusion": {"classes": list(LIGHT_CLASSES), "counts": matrix.tolist()},
+        "tl_state_by_distance": _by_distance(pred, truth, distance),
     }
+
+
+def _by_distance(
+    pred: NDArray[np.int64], truth: NDArray[np.int64], distance: NDArray[np.float32]
+) -> dict[str, dict[str, Any]]:
+    """Light-state accuracy and frame count per 10 m band up to ``TL_RANGE``: a lamp 25 m away
+    is one or two pixels at 160x96, so the bands show whether the state is seen or guessed."""
+    bands: dict[str, dict[str, Any]] = {}
+    for low in range(0, int(TL_RANGE), 10):
+        sel = (truth != _NO_LIGHT) & (distance > low) & (distance <= low + 10)
+        if low == 0:
+            sel |= (truth != _NO_LIGHT) & (distance <= 0)
+        accuracy = float(np.mean(pred[sel] == truth[sel])) if sel.any() else None
+        bands[f"{low}-{low + 10} m"] = {"accuracy": accuracy, "frames": int(sel.sum())}
+    return bands
 
 
 def affordance_errors(
@@ -173,8 +189,12 @@ def format_report(result: dict[str, Any]) -> str:
         f"{result['tl_state_frames']} frames (target >= {TARGETS['tl_state_accuracy']:.2f}: "
         f"{met})",
         f"traffic-light state accuracy, all frames (4-way): {result['tl_state_accuracy_all']:.3f}",
-        "mean absolute errors:",
     ]
+    for band, figures in result["tl_state_by_distance"].items():
+        value = figures["accuracy"]
+        shown = "n/a" if value is None else f"{value:.3f}"
+        lines.append(f"  light {band:<10}{shown:>7} over {figures['frames']} frames")
+    lines += ["mean absolute errors:"]
     for key, value in result["affordance_mae"].items():
         name, unit = key.rsplit("_", 1)
         lines.append(

@@ -62,6 +62,10 @@ def test_light_state_accuracy_counts_only_near_lights() -> None:
     assert figures["tl_state_accuracy"] == 0.5 and figures["tl_state_frames"] == 2
     assert figures["tl_state_accuracy_all"] == 0.5
     assert np.trace(np.array(figures["tl_state_confusion"]["counts"])) == 2
+    bands = figures["tl_state_by_distance"]
+    assert bands["0-10 m"] == {"accuracy": 1.0, "frames": 1}  # bands are (low, high]
+    assert bands["10-20 m"] == {"accuracy": None, "frames": 0}
+    assert bands["20-30 m"] == {"accuracy": 0.0, "frames": 1}
     assert light_state_figures(pred, truth, distance + 100)["tl_state_accuracy"] is None
 
 
