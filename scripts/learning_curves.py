@@ -77,7 +77,7 @@ def _number(text: str | None) -> float | None:
 
 
 def read_eval(path: Path) -> Curve:
-    """``eval.csv`` written by ``agent.training``: columns steps, wall_time [s], driving_score."""
+    """``eval.csv`` written by ``agent.callbacks``: columns steps, wall_time [s], driving_score."""
     rows = []
     with path.open(encoding="utf-8", newline="") as f:
         for row in csv.DictReader(f):

@@ -13,21 +13,18 @@ import torch
 from stable_baselines3.common.logger import Logger
 
 import train as train_cli
-from agent.checkpoint import CheckpointError, load_model, read_checkpoint
-from agent.policy_agent import PolicyAgent
-from agent.train_config import ConfigError, TrainConfig, load_config
-from agent.training import (
+from agent.callbacks import (
     BEST,
     CHECKPOINTS,
     FINAL,
     DrivingMetricsCallback,
     RunCallback,
-    RunError,
-    latest_checkpoint,
-    make_vec_env,
     read_eval_history,
-    train,
 )
+from agent.checkpoint import CheckpointError, load_model, read_checkpoint
+from agent.policy_agent import PolicyAgent
+from agent.train_config import ConfigError, TrainConfig, load_config
+from agent.training import RunError, latest_checkpoint, make_vec_env, train
 from envs.criteria import Infraction
 from evaluation.agents import AgentError, make_agent
 from perception.model import PerceptionConfig, PerceptionNet
