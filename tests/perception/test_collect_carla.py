@@ -27,10 +27,9 @@ from perception.collect import (
     CollectConfig,
     CollectError,
     collect,
-    main,
-    parse_command_line,
     shard_name,
 )
+from perception.collect_cli import main, parse_command_line
 from perception.dataset import ShardDataset
 from perception.model import PerceptionConfig, PerceptionNet
 from perception.train import WEIGHTS, PerceptionTrainConfig, Trainer

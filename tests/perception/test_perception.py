@@ -18,9 +18,9 @@ from perception.collect import (
     TRAIN_WEATHERS,
     CollectConfig,
     collect,
-    parse_args,
     shard_name,
 )
+from perception.collect_cli import parse_args
 from perception.dataset import DatasetError, ShardDataset
 from perception.model import (
     FEATURE_DIM,
