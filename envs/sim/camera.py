@@ -24,6 +24,8 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 from panda3d.core import (
+    ColorBlendAttrib,
+    ColorWriteAttrib,
     CullFaceAttrib,
     DepthTestAttrib,
     DepthWriteAttrib,
@@ -204,11 +206,11 @@ class CameraRenderer:
         for order, node in enumerate(self._groups.values()):
             node.set_bin("fixed", order)  # front to back (see ``shaders.GROUPS``)
         self._shaders: dict[tuple[str, bool, bool, bool], Shader] = {}
-        self._static = StaticScene(
-            {group.upper(): mesh for group, mesh in scene.static_meshes(world, seed).items()},
-            self._groups,
-        )
+        meshes = {group.upper(): mesh for group, mesh in scene.static_meshes(world, seed).items()}
+        glow = meshes.pop("GLOW")
+        self._static = StaticScene(meshes, self._groups)
         self._add_sky()
+        self._add_glow(glow)
         self._actors = ActorPools(self._groups["VEHICLE"], self._groups["WALKER"], self.root)
         self._weather: Weather | None = None
         self._placed: _View | None = None
@@ -234,6 +236,27 @@ class CameraRenderer:
         sky.set_attrib(DepthTestAttrib.make(RenderAttrib.M_less_equal))
         sky.set_attrib(DepthWriteAttrib.make(DepthWriteAttrib.M_off))
         sky.set_attrib(CullFaceAttrib.make(CullFaceAttrib.M_cull_none))
+
+    def _add_glow(self, glow: Mesh) -> None:
+        """The lamps' glow quads: blended onto the colour only, never the label or the depth.
+
+        A few quads per town, posed by the shader (which also drops those facing away or of
+        dark lamps), so they skip the static culling.
+        """
+        if not len(glow.triangles):
+            return
+        node = self._groups["GLOW"].attach_new_node(to_geom_node(glow, "glow"))
+        node.node().set_bounds(OmniBoundingVolume())
+        node.node().set_final(True)
+        node.set_attrib(DepthTestAttrib.make(RenderAttrib.M_less_equal))
+        node.set_attrib(DepthWriteAttrib.make(DepthWriteAttrib.M_off))
+        node.set_attrib(CullFaceAttrib.make(CullFaceAttrib.M_cull_none))
+        node.set_attrib(ColorWriteAttrib.make(ColorWriteAttrib.C_rgb))
+        node.set_attrib(
+            ColorBlendAttrib.make(
+                ColorBlendAttrib.M_add, ColorBlendAttrib.O_one, ColorBlendAttrib.O_one
+            )
+        )
 
     def make_camera(self, spec: CameraSpec) -> NodePath:
         """A camera node under this renderer's scene with the spec's lens."""

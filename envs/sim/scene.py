@@ -277,8 +277,8 @@ def props_mesh(props: PropLayout, z: float) -> Mesh:
 
 def traffic_light_mesh(
     pole: FloatArray, facing: FloatArray, reach: float = 3.5
-) -> tuple[Mesh, Mesh]:
-    """Poles with an arm over the road and a housing facing the approach, and the lamp faces.
+) -> tuple[Mesh, Mesh, Mesh]:
+    """Poles with an arm over the road and a housing facing the approach, the lamp faces, glows.
 
     Args:
         pole: (L, 3) pole feet [m, CARLA frame].
@@ -286,13 +286,16 @@ def traffic_light_mesh(
         reach: Arm length from the pole over the lanes [m].
 
     Returns:
-        The poles, arms and housings (label pole and traffic light), and one quad per light for
+        The poles, arms and housings (label pole and traffic light); one quad per light for
         its three lamps: the quad carries the light index as instance and runs its part from 0
-        (bottom) to 3 (top), so the shader draws red, yellow and green and lights the live one.
+        (bottom) to 3 (top), so the shader draws red, yellow and green and lights the live one;
+        and one quad per light for the lit lamp's glow, its four corners at the bottom of the
+        lamp face (part = corner index, normal = facing): the ``GLOW`` shader lifts them to the
+        live lamp and spreads them into a camera-facing disc (see ``shaders``).
     """
     count = len(pole)
     if count == 0:
-        return Mesh.concat([]), Mesh.concat([])
+        return Mesh.concat([]), Mesh.concat([]), Mesh.concat([])
     yaw = -facing  # panda frame
     fwd = np.stack([np.cos(yaw), np.sin(yaw)], 1)
     # The arm reaches over the road: to the right of a lamp that faces oncoming traffic.
@@ -351,7 +354,20 @@ def traffic_light_mesh(
     )
     tris = quads.reshape(-1, 3).astype(np.uint32)
     lamps = Mesh(verts, orient(pos, tris, to_panda_dir(np.repeat(fwd, 2, axis=0))))
-    return frame, lamps
+    glow_at = np.repeat(np.column_stack([face + fwd * 0.03, bottom]), 4, axis=0)
+    glow = Mesh(
+        make_vertices(
+            glow_at,
+            (0.0, 0.0, 0.0),
+            Label.TRAFFIC_LIGHT,
+            Material.LAMP,
+            np.repeat(np.arange(count, dtype=np.float64), 4),
+            np.tile([0.0, 1.0, 2.0, 3.0], count),
+            normal,
+        ),
+        tris,
+    )
+    return frame, lamps, glow
 
 
 _STATIC_CACHE: dict[tuple[int, float, int], tuple[RoadMap, dict[str, Mesh]]] = {}
@@ -361,9 +377,9 @@ def static_meshes(world: World, seed: int) -> dict[str, Mesh]:
     """The static scene of a world's town, one mesh per shader group; cached per town and seed.
 
     Groups: ``ground`` (terrain, roads, markings, sidewalks), ``lamp`` (traffic-light lamp faces,
-    one mesh) and ``solid`` (buildings, trees,
-    poles, traffic lights). Each group has its own shader variant, so no fragment pays for the
-    other group's material branches.
+    one mesh), ``glow`` (the lit lamps' glow quads, drawn apart from the culled static scene)
+    and ``solid`` (buildings, trees, poles, traffic lights). Each group has its own shader
+    variant, so no fragment pays for the other group's material branches.
 
     Args:
         world: Source of the map, raster (prop placement) and traffic-light layout.
@@ -377,7 +393,7 @@ def static_meshes(world: World, seed: int) -> dict[str, Mesh]:
     ground_z = float(roadmap.points[:, 2].min())
     props = place_props(world.raster, seed)
     layout = world.light_layout
-    frames, lamps = traffic_light_mesh(layout.pole, layout.facing)
+    frames, lamps, glow = traffic_light_mesh(layout.pole, layout.facing)
     groups = {
         "ground": Mesh.concat(
             [
@@ -389,6 +405,7 @@ def static_meshes(world: World, seed: int) -> dict[str, Mesh]:
         ),
         "solid": Mesh.concat([props_mesh(props, ground_z), frames]),
         "lamp": lamps,
+        "glow": glow,
     }
     _STATIC_CACHE[key] = (roadmap, groups)
     return groups

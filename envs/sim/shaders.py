@@ -62,8 +62,11 @@ _VERTEX = """
 uniform mat4 p3d_ModelViewProjectionMatrix;
 uniform vec2 tan_half;
 uniform float sky_low;
-#if defined(VEHICLE) || defined(WALKER) || defined(LAMP)
+#if defined(VEHICLE) || defined(WALKER) || defined(LAMP) || defined(GLOW)
 uniform sampler2D dyn;
+#endif
+#ifdef GLOW
+uniform vec2 resolution;
 #endif
 in vec4 p3d_Vertex;
 in vec3 albedo;
@@ -102,6 +105,23 @@ void main() {
 #elif defined(LAMP)
     t.z = texelFetch(dyn, ivec2(int(info.z + 0.5), 6), 0).b;  // live lamp state
     lpos = vec3(info.w, 0.0, 0.0);  // 0 at the bottom of the lamp face, 3 at its top
+#elif defined(GLOW)
+    // The lit lamp's glow (the bloom a real camera shows around an emissive lamp): a disc facing
+    // the camera, radius GLOW_RADIUS but never under 2 pixels (so a lamp far away stays a few
+    // dim pixels instead of vanishing between pixel centres), fading off-axis of the lamp.
+    float state = texelFetch(dyn, ivec2(int(info.z + 0.5), 6), 0).b;
+    vec3 centre = p + vec3(0.0, 0.0, (2.5 - state) * LAMP_PITCH);
+    vec3 to_cam = cam_pos - centre;
+    float dist = max(length(to_cam), 1e-3);
+    float radius = max(GLOW_RADIUS, 4.0 * dist * tan_half.x / resolution.x);
+    vec2 corner = vec2(info.w > 0.5 && info.w < 2.5 ? 1.0 : -1.0, info.w > 1.5 ? 1.0 : -1.0);
+    p = centre + radius * (corner.x * cam_right + corner.y * cam_up);
+    lpos = vec3(corner, 0.0);
+    float facing = smoothstep(0.2, 0.7, dot(n, to_cam) / dist);
+    vec3 hue = state < 0.5 ? vec3(1.0, 0.12, 0.05)
+             : (state < 1.5 ? vec3(1.0, 0.72, 0.05) : vec3(0.1, 1.0, 0.35));
+    col = hue * facing * sqrt(GLOW_RADIUS / radius) * (0.7 + 0.5 * night);
+    t.z = state > 2.5 || facing <= 0.0 ? 0.0 : 1.0;  // 0: nothing to draw
 #endif
     wpos = p;
 #ifdef SKY
@@ -127,6 +147,9 @@ void main() {
     nrm = n;
     tag = t;
     gl_Position.y = -gl_Position.y;
+#ifdef GLOW
+    gl_Position = t.z > 0.5 ? gl_Position : vec4(2.0, 2.0, 2.0, 1.0);  // outside: clipped
+#endif
 }
 """
 
@@ -143,6 +166,12 @@ in vec3 lpos;
 out vec4 o;
 
 void main() {
+#ifdef GLOW
+    // Added to RGB only (the renderer masks alpha: labels stay exact; no depth is written).
+    float q = max(1.0 - dot(lpos.xy, lpos.xy), 0.0);
+    vec3 glow = base * (q * q) * exp(-fog_k / gl_FragCoord.w);
+    o = vec4(glow.bgr, 0.0);
+#else
     vec3 alb = base;
     vec3 emit = vec3(0.0);
     float gloss = 0.0;
@@ -225,12 +254,21 @@ void main() {
     col = mix(col, vec3(0.78, 0.80, 0.84), 0.35 * streak);
 #endif
     o = vec4(clamp(col, 0.0, 1.0).bgr, tag.x / 255.0);
+#endif
 }
 """
 
-GROUPS = ("VEHICLE", "WALKER", "SOLID", "LAMP", "GROUND", "SKY")
+GROUPS = ("VEHICLE", "WALKER", "SOLID", "LAMP", "GROUND", "SKY", "GLOW")
 """Material groups, in drawing order: near occluders first, so that llvmpipe's early depth
-test rejects the hidden pixels of later groups before they are shaded; the sky last."""
+test rejects the hidden pixels of later groups before they are shaded; the sky after them, and
+the lamps' glow last (blended over everything drawn, depth-tested, writing neither depth nor
+the label)."""
+
+GLOW_RADIUS = 0.45
+"""Radius of a lit lamp's glow disc [m] (the lamp itself is 0.26 m across)."""
+
+LAMP_PITCH = 0.92 / 3.0
+"""Height of one lamp on the lamp face [m] (``scene.traffic_light_mesh``)."""
 
 
 def _header(group: str, rain: bool, wet: bool, night: bool) -> str:
@@ -240,6 +278,7 @@ def _header(group: str, rain: bool, wet: bool, night: bool) -> str:
     defines += [
         f"#define {flag}" for flag, on in (("RAIN", rain), ("WET", wet), ("NIGHT", night)) if on
     ]
+    defines += [f"#define GLOW_RADIUS {GLOW_RADIUS:.4f}", f"#define LAMP_PITCH {LAMP_PITCH:.6f}"]
     return "#version 330\n" + "\n".join(defines) + _COMMON
 
 

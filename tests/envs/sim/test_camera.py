@@ -15,6 +15,7 @@ from envs.sim.camera import CameraRenderer, CameraSpec
 from envs.sim.labels import PALETTE, Label, labels_to_palette
 from envs.sim.weather import Weather
 from envs.sim.world import World, WorldConfig
+from envs.types import TrafficLightState, Transform
 
 pytestmark = pytest.mark.render
 
@@ -237,3 +238,41 @@ def test_labels_to_palette() -> None:
     assert tuple(PALETTE[Label.ROAD_LINE]) == (157, 234, 50)
     with pytest.raises(ValueError, match="H, W"):
         labels_to_palette(np.zeros(3, dtype=np.uint8))
+
+
+def _facing_a_light(world: World, distance: float) -> int:
+    """Put the ego ``distance`` metres before a stop line, on a lane its light governs."""
+    layout, roadmap = world.light_layout, world.map
+    for light, lanes in enumerate(layout.lanes):
+        seg = max(lanes, key=lambda s: float(roadmap.seg_length[s]))
+        length = float(roadmap.seg_length[seg])
+        if length > distance + 5.0:
+            xyz, yaw = roadmap.pose(np.array([seg]), np.array([length - distance]))
+            ego = Transform(*(float(v) for v in xyz[0]), math.degrees(float(yaw[0])))
+            world.reset(seed=0, ego=ego, vehicles=0, walkers=0)
+            return light
+    raise AssertionError("no lane long enough before a light")
+
+
+@pytest.mark.parametrize("distance", [12.0, 28.0])
+def test_lit_lamp_glows_in_rgb_only_and_shows_its_colour_far_away(
+    world: World, renderer: CameraRenderer, distance: float
+) -> None:
+    """Regression: a lamp 0.26 m wide covers under a pixel beyond ~15 m at 160x96 and fell
+    between pixel centres, so the light's state was invisible where a car must decide. The
+    glow keeps it a few pixels wide; labels and depth must not change with the state."""
+    light = _facing_a_light(world, distance)
+    frames = {}
+    for state in (TrafficLightState.RED, TrafficLightState.GREEN):
+        world.lights.force(state, [light])
+        frames[state] = renderer.render(world, SPEC)
+    world.lights.force(None)
+    red, green = frames[TrafficLightState.RED], frames[TrafficLightState.GREEN]
+    np.testing.assert_array_equal(red.labels, green.labels)
+    np.testing.assert_array_equal(red.depth, green.depth)
+    changed = np.abs(red.rgb.astype(int) - green.rgb).sum(axis=2) > 30
+    assert changed.sum() >= 3, "the light's state does not show in the image"
+    lamp_pixels = changed & (red.labels == Label.TRAFFIC_LIGHT)
+    assert changed.sum() > lamp_pixels.sum(), "no glow beyond the lamp's own pixels"
+    r, g = red.rgb[changed].astype(int), green.rgb[changed].astype(int)
+    assert (r[:, 0] - r[:, 1]).mean() > 20 and (g[:, 1] - g[:, 0]).mean() > 20
