@@ -84,7 +84,19 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="simulator: the embedded one (default) or a running CARLA server",
     )
     p.add_argument("--host", default="localhost", help="CARLA server host (--backend carla)")
-    p.add_argument("--port", type=int, default=2000, help="CARLA server port (--backend carla)")
+    p.add_argument(
+        "--port",
+        type=int,
+        default=2000,
+        help="CARLA server RPC port (--backend carla); with --workers N, worker i uses "
+        "port + 3i, so start one server per worker (2000, 2003, ...)",
+    )
+    p.add_argument(
+        "--tm-port",
+        type=int,
+        default=8000,
+        help="Traffic Manager port (--backend carla); worker i uses tm-port + i",
+    )
     p.add_argument(
         "--workers",
         type=int,
@@ -136,6 +148,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         lights=args.lights,
         backend=args.backend,
         host=args.host,
+        tm_port=args.tm_port,
         port=args.port,
         workers=args.workers,
         out=args.out,

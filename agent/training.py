@@ -45,7 +45,8 @@ from agent.features import FEATURES, EncoderExtractor, EncoderVecEnv, load_encod
 from agent.train_config import TrainConfig, algorithm_class, config_to_mapping, dump_config
 from agent.warmstart import warm_start
 from envs.atomic import write_text_atomic
-from envs.config import load_yaml_mapping
+from envs.backends.carla_server import server_ports
+from envs.config import EnvConfig, load_yaml_mapping
 from envs.driving_env import DrivingEnv
 
 logger = logging.getLogger(__name__)
@@ -69,10 +70,19 @@ class RunError(ValueError):
 
 
 # --------------------------------------------------------------------------------- envs
-def _env_factory(config: TrainConfig) -> Callable[[], gym.Env[Any, Any]]:
+def env_config_for(config: TrainConfig, index: int) -> EnvConfig:
+    """The config of training env ``index``: on CARLA, its own server (``server_ports``)."""
     env_config = config.env
     if config.finetune_encoder:
         env_config = replace(env_config, frame_stack=config.feature_stack)
+    if env_config.backend == "carla":
+        port, tm_port = server_ports(env_config.port, env_config.tm_port, index)
+        env_config = replace(env_config, port=port, tm_port=tm_port)
+    return env_config
+
+
+def _env_factory(config: TrainConfig, index: int) -> Callable[[], gym.Env[Any, Any]]:
+    env_config = env_config_for(config, index)
 
     def make() -> gym.Env[Any, Any]:
         return Monitor(DrivingEnv(env_config))
@@ -82,7 +92,7 @@ def _env_factory(config: TrainConfig) -> Callable[[], gym.Env[Any, Any]]:
 
 def make_vec_env(config: TrainConfig, encoder_device: str = "cpu") -> VecEnv:
     """The training envs: subprocesses (spawned), encoder wrapper, observation normaliser."""
-    factories = [_env_factory(config)] * config.n_envs  # seeds come from venv.seed()
+    factories = [_env_factory(config, i) for i in range(config.n_envs)]  # seeds: venv.seed()
     venv: VecEnv
     if config.n_envs > 1:
         venv = SubprocVecEnv(factories, start_method="spawn")  # no fork: EGL contexts

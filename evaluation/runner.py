@@ -21,6 +21,7 @@ import cv2
 from tqdm import tqdm
 
 from envs.backends.base import LightMode, SimulatorBackend
+from envs.backends.carla_server import server_ports
 from envs.planner import RoutePlanner
 from envs.routes import RoutePlan, RouteSpec, load_routes
 from envs.sim.weather import PRESET_NAMES
@@ -56,7 +57,9 @@ class EvalConfig:
         lights: Traffic-light mode.
         backend: ``embedded`` or ``carla``.
         host, port: CARLA server address.
-        workers: Parallel workers (each with its own backend).
+        tm_port: Traffic Manager port (CARLA).
+        workers: Parallel workers, each with its own backend; on CARLA each with its own server:
+            worker ``i`` on ``port + 3 i`` with its Traffic Manager on ``tm_port + i``.
         out: Results file.
         resume: Skip the routes the results file already holds.
         record: Folder for one MP4 per route (embedded backend only); ``None``: no videos.
@@ -74,6 +77,7 @@ class EvalConfig:
     backend: Literal["embedded", "carla"] = "embedded"
     host: str = "localhost"
     port: int = 2000
+    tm_port: int = 8000
     workers: int = 1
     out: Path = Path("results.json")
     resume: bool = False
@@ -196,7 +200,7 @@ def make_backend(config: EvalConfig, town: str) -> SimulatorBackend:
     if config.backend == "carla":
         from envs.backends.carla_backend import CarlaBackend
 
-        backend: SimulatorBackend = CarlaBackend(config.host, config.port)
+        backend: SimulatorBackend = CarlaBackend(config.host, config.port, config.tm_port)
         backend.load_town(town)
         return backend
     from envs.backends.embedded import EmbeddedBackend
@@ -207,10 +211,21 @@ def make_backend(config: EvalConfig, town: str) -> SimulatorBackend:
 _WORKER: RouteRunner | None = None
 
 
-def _init_worker(config: EvalConfig, level: int) -> None:
+def worker_config(config: EvalConfig, index: int) -> EvalConfig:
+    """The config of worker ``index``: on CARLA, its own server's ports (``server_ports``)."""
+    if config.backend != "carla":
+        return config
+    port, tm_port = server_ports(config.port, config.tm_port, index)
+    return replace(config, port=port, tm_port=tm_port)
+
+
+def _init_worker(config: EvalConfig, level: int, counter: Any) -> None:
     global _WORKER
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
-    _WORKER = RouteRunner(config, make_backend)
+    with counter.get_lock():
+        index = int(counter.value)
+        counter.value += 1
+    _WORKER = RouteRunner(worker_config(config, index), make_backend)
 
 
 def _run_in_worker(job: Job) -> dict[str, Any]:
@@ -232,7 +247,8 @@ def _results(
         return
     context = multiprocessing.get_context("spawn")  # never fork: panda3d/EGL state
     level = logging.getLogger().getEffectiveLevel()
-    with context.Pool(config.workers, _init_worker, (config, level)) as pool:
+    counter = context.Value("i", 0)  # hands each worker its index
+    with context.Pool(config.workers, _init_worker, (config, level, counter)) as pool:
         yield from pool.imap_unordered(_run_in_worker, jobs)
 
 

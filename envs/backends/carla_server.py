@@ -3,7 +3,7 @@
 ``CarlaServer`` starts ``CarlaUE4.sh`` in its own process group, keeps the handle, waits (bounded)
 until the RPC port answers, and stops the whole group by that handle (SIGTERM, then SIGKILL).
 A server on RPC port ``P`` also uses ``P + 1`` for sensor streaming, so servers on one machine
-need ports at least 2 apart (e.g. 2000, 2003, 2006), each with its own Traffic Manager port.
+need ports 3 apart (2000, 2003, 2006: ``server_ports``), each with its own Traffic Manager port.
 The CARLA location comes from the caller or ``$CARLA_ROOT``, never from committed config.
 """
 
@@ -26,6 +26,23 @@ from envs.backends.base import BackendError
 logger = logging.getLogger(__name__)
 
 LAUNCHER = "CarlaUE4.sh"
+
+
+PORT_STRIDE = 3
+"""RPC ports of consecutive servers on one machine: a server on ``P`` also takes ``P + 1``
+(streaming) and, from CARLA 0.9.12, ``P + 2`` (its secondary-server port)."""
+
+
+def server_ports(port: int, tm_port: int, index: int) -> tuple[int, int]:
+    """RPC and Traffic Manager ports of the ``index``-th of several servers on one machine.
+
+    Env ``i`` of a training run and worker ``i`` of an evaluation each drive their own server:
+    ``port + PORT_STRIDE * i`` with its Traffic Manager on ``tm_port + i`` (a Traffic Manager
+    belongs to one server, so two clients must not share its port).
+    """
+    if index < 0:
+        raise ValueError(f"server index must be >= 0, got {index}")
+    return port + PORT_STRIDE * index, tm_port + index
 
 
 def port_open(host: str, port: int, timeout: float = 0.5) -> bool:

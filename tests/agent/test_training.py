@@ -24,7 +24,7 @@ from agent.callbacks import (
 from agent.checkpoint import CheckpointError, load_model, read_checkpoint
 from agent.policy_agent import PolicyAgent
 from agent.train_config import ConfigError, TrainConfig, load_config
-from agent.training import RunError, latest_checkpoint, make_vec_env, train
+from agent.training import RunError, env_config_for, latest_checkpoint, make_vec_env, train
 from envs.criteria import Infraction
 from evaluation.agents import AgentError, make_agent
 from perception.model import PerceptionConfig, PerceptionNet
@@ -316,3 +316,12 @@ def test_behaviour_cloning_fits_the_autopilot(encoder_file: Path) -> None:
         venv.close()
     with pytest.raises(ConfigError, match="needs ppo with continuous actions"):
         tiny_dqn("dqn", encoder_file, "bc_steps=10")
+
+
+def test_each_carla_env_gets_its_own_server_ports() -> None:
+    """Regression: every training env connected to the same CARLA port and Traffic Manager."""
+    config = load_config(REPO / "configs" / "ppo_carla.yaml", ["n_envs=3", "env.port=2010"])
+    ports = [(env_config_for(config, i).port, env_config_for(config, i).tm_port) for i in range(3)]
+    assert ports == [(2010, 8000), (2013, 8001), (2016, 8002)]
+    embedded = load_config(REPO / "configs" / "ppo.yaml", ["n_envs=2"])
+    assert env_config_for(embedded, 1).port == embedded.env.port

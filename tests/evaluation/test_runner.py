@@ -10,11 +10,12 @@ import pytest
 
 import evaluate
 from envs.backends.base import SimulatorBackend, SimulatorCrashed, WorldState
+from envs.backends.carla_server import server_ports
 from envs.backends.embedded import EmbeddedBackend
 from envs.sim.weather import Weather
 from envs.types import VehicleControl
 from evaluation.agents import AgentError, make_agent, validate_sensors
-from evaluation.runner import EvalConfig
+from evaluation.runner import EvalConfig, worker_config
 from evaluation.runner import evaluate as run_evaluation
 
 START, END = (136.8, -328.25), (218.25, -250.2)  # ~170 m on Grid01 with one right turn
@@ -263,3 +264,19 @@ def test_spawn_workers_give_the_same_records_as_one_process(lb1: Path, tmp_path:
         return records
 
     assert strip(serial) == strip(parallel)
+
+
+def test_each_carla_worker_gets_its_own_server_ports(lb1: Path) -> None:
+    """Regression: ``--workers N`` on CARLA sent every worker to the same server and TM port."""
+    config = EvalConfig(agent="autopilot", routes=lb1, backend="carla", port=2000, tm_port=8100)
+    assert [
+        (worker_config(config, i).port, worker_config(config, i).tm_port) for i in range(3)
+    ] == [
+        (2000, 8100),
+        (2003, 8101),
+        (2006, 8102),
+    ]
+    embedded = EvalConfig(agent="autopilot", routes=lb1)
+    assert worker_config(embedded, 4) == embedded
+    with pytest.raises(ValueError, match=">= 0"):
+        server_ports(2000, 8000, -1)
