@@ -289,7 +289,7 @@ class Trainer:
         return result
 
     def _log_scalars(self, loss: Tensor, terms: dict[str, float], rate: float) -> None:
-        self.writer.add_scalar("train/loss", float(loss), self.step)
+        self.writer.add_scalar("train/loss", loss.item(), self.step)
         for key, value in terms.items():
             self.writer.add_scalar(f"train/{key}", value, self.step)
         self.writer.add_scalar("train/lr", self.scheduler.get_last_lr()[0], self.step)
