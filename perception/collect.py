@@ -459,7 +459,8 @@ def collect(
     Shards already listed in the manifest with the expected frame count are kept; the others
     are (re)collected. Each shard is written atomically and the manifest updated after it, so
     a stop at any point (a dead server, Ctrl-C) loses at most the shard in progress. The
-    manifest records the config (backend included) and, under ``maps``, the map the simulator
+    manifest records the config (backend included), the CARLA server's version
+    (``server_version``) and, under ``maps``, the map the simulator
     loaded for each town (for CARLA, the server's map name).
 
     Args:
@@ -504,6 +505,9 @@ def collect(
             shards[path.name] = config.shard_frames(index)
             manifest["shards"] = _shard_list(shards, config)
             manifest["maps"].update(collector.maps)
+            version = getattr(collector.backend, "server_version", "")
+            if version:  # CARLA: the server the shards came from (labels differ by version)
+                manifest["server_version"] = version
             _write_json(out / MANIFEST, manifest)
             logger.info("wrote %s (%d frames)", path, config.shard_frames(index))
     finally:

@@ -172,6 +172,11 @@ class CarlaBackend:
         return self._conn.dt
 
     @property
+    def server_version(self) -> str:
+        """The connected server's version (``""`` before the first connection)."""
+        return self._conn.server_version
+
+    @property
     def timeout(self) -> float:
         """Bound on every wait for the server [s]."""
         return self._conn.timeout

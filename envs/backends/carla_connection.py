@@ -71,6 +71,8 @@ class CarlaConnection:
         """The town asked for (reloaded after a failure); ``None`` keeps the server's."""
         self.original_settings: Any = None
         self.owns_server = False
+        self.server_version = ""
+        """The server's version string (``client.get_server_version()``), once connected."""
         self.crashed = False
         self.generation = 0
         self.drop()
@@ -143,6 +145,16 @@ class CarlaConnection:
         client = factory(self.host, self.port)
         client.set_timeout(self.timeout)
         world = client.get_world()
+        self.server_version = str(client.get_server_version())
+        client_version = str(client.get_client_version())
+        if client_version != self.server_version:
+            logger.warning(
+                "CARLA client %s and server %s differ: install the carla package of the "
+                "server's version (pip install carla==%s)",
+                client_version,
+                self.server_version,
+                self.server_version,
+            )
         if self.original_settings is None:
             self.original_settings = world.get_settings()
         self.client, self.world = client, world

@@ -117,6 +117,7 @@ def test_manifest_names_the_backend_and_the_server_map(
     manifest = json.loads((carla_collected[0] / MANIFEST).read_text())
     assert manifest["config"]["backend"] == "carla"
     assert manifest["maps"] == {"Grid01": "Grid01"}
+    assert manifest["server_version"] == "0.9.16"
     assert [s["frames"] for s in manifest["shards"]] == [3, 3]
 
 

@@ -620,6 +620,7 @@ class FakeSimulator:
     down: bool = False
     hang: bool = False
     drop_images: bool = False
+    server_version: str = "0.9.16"
     blocked: list[carla.Location] = field(default_factory=list)
     restarts: int = 0
     next_id: int = 0
@@ -662,6 +663,13 @@ class FakeClient:
 
     def set_timeout(self, seconds: float) -> None:
         self.timeout = seconds
+
+    def get_server_version(self) -> str:
+        self.sim.check()
+        return self.sim.server_version
+
+    def get_client_version(self) -> str:
+        return "0.9.16"
 
     def get_world(self) -> FakeWorld:
         self.sim.check()

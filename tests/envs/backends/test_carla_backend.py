@@ -159,6 +159,18 @@ def test_unknown_ego_blueprint(sim: FakeSimulator) -> None:
         backend.reset(spec())
 
 
+def test_server_version_is_read_and_a_mismatch_is_named(
+    sim: FakeSimulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    sim.server_version = "0.9.15"
+    backend = make_backend(sim)
+    assert backend.server_version == ""
+    backend.load_town("Grid01")
+    assert backend.server_version == "0.9.15"
+    assert "pip install carla==0.9.15" in caplog.text
+    backend.close()
+
+
 def test_tick_before_reset_is_an_error(backend: CarlaBackend) -> None:
     with pytest.raises(BackendError, match="reset"):
         backend.tick(VehicleControl())
