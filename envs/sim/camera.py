@@ -230,12 +230,18 @@ class CameraRenderer:
             make_vertices(corners, (0, 0, 0), Label.SKY, Material.SKY),
             tris.astype(np.uint32),
         )
-        sky = self._groups["SKY"].attach_new_node(to_geom_node(quad, "sky"))
-        sky.node().set_bounds(OmniBoundingVolume())
-        sky.node().set_final(True)
-        sky.set_attrib(DepthTestAttrib.make(RenderAttrib.M_less_equal))
-        sky.set_attrib(DepthWriteAttrib.make(DepthWriteAttrib.M_off))
-        sky.set_attrib(CullFaceAttrib.make(CullFaceAttrib.M_cull_none))
+        self._add_overlay("SKY", quad)
+
+    def _add_overlay(self, group: str, mesh: Mesh) -> NodePath:
+        """Geometry the shader places (never culled by bounds), depth-tested against what is
+        drawn, writing no depth, both faces drawn."""
+        node = self._groups[group].attach_new_node(to_geom_node(mesh, group.lower()))
+        node.node().set_bounds(OmniBoundingVolume())
+        node.node().set_final(True)
+        node.set_attrib(DepthTestAttrib.make(RenderAttrib.M_less_equal))
+        node.set_attrib(DepthWriteAttrib.make(DepthWriteAttrib.M_off))
+        node.set_attrib(CullFaceAttrib.make(CullFaceAttrib.M_cull_none))
+        return node
 
     def _add_glow(self, glow: Mesh) -> None:
         """The lamps' glow quads: blended onto the colour only, never the label or the depth.
@@ -245,12 +251,7 @@ class CameraRenderer:
         """
         if not len(glow.triangles):
             return
-        node = self._groups["GLOW"].attach_new_node(to_geom_node(glow, "glow"))
-        node.node().set_bounds(OmniBoundingVolume())
-        node.node().set_final(True)
-        node.set_attrib(DepthTestAttrib.make(RenderAttrib.M_less_equal))
-        node.set_attrib(DepthWriteAttrib.make(DepthWriteAttrib.M_off))
-        node.set_attrib(CullFaceAttrib.make(CullFaceAttrib.M_cull_none))
+        node = self._add_overlay("GLOW", glow)
         node.set_attrib(ColorWriteAttrib.make(ColorWriteAttrib.C_rgb))
         node.set_attrib(
             ColorBlendAttrib.make(

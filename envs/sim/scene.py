@@ -27,6 +27,7 @@ from envs.sim.mesh import (
 )
 from envs.sim.props import PropLayout, place_props
 from envs.sim.roadmap import RoadMap
+from envs.sim.shaders import LAMP_PITCH
 
 if TYPE_CHECKING:
     from envs.sim.world import World
@@ -329,7 +330,8 @@ def traffic_light_mesh(
     )
     face = center[:, :2] + fwd * 0.19
     side = arm_dir * 0.13
-    bottom, top = center[:, 2] - 0.07, center[:, 2] + 0.85
+    bottom = center[:, 2] - 0.07
+    top = bottom + 3.0 * LAMP_PITCH
     pos = np.stack(
         [
             np.column_stack([face - side, bottom]),
@@ -340,12 +342,13 @@ def traffic_light_mesh(
         1,
     ).reshape(-1, 3)
     normal = np.repeat(np.column_stack([fwd, np.zeros(count)]), 4, axis=0)
+    light = np.repeat(np.arange(count, dtype=np.float64), 4)
     verts = make_vertices(
         pos,
         (0.1, 0.1, 0.1),
         Label.TRAFFIC_LIGHT,
         Material.LAMP,
-        np.repeat(np.arange(count, dtype=np.float64), 4),
+        light,
         np.tile([0.0, 0.0, 3.0, 3.0], count),
         normal,
     )
@@ -361,7 +364,7 @@ def traffic_light_mesh(
             (0.0, 0.0, 0.0),
             Label.TRAFFIC_LIGHT,
             Material.LAMP,
-            np.repeat(np.arange(count, dtype=np.float64), 4),
+            light,
             np.tile([0.0, 1.0, 2.0, 3.0], count),
             normal,
         ),

@@ -268,7 +268,7 @@ GLOW_RADIUS = 0.45
 """Radius of a lit lamp's glow disc [m] (the lamp itself is 0.26 m across)."""
 
 LAMP_PITCH = 0.92 / 3.0
-"""Height of one lamp on the lamp face [m] (``scene.traffic_light_mesh``)."""
+"""Height of one lamp on the lamp face [m]; ``scene.traffic_light_mesh`` builds the face from it."""
 
 
 def _header(group: str, rain: bool, wet: bool, night: bool) -> str:
