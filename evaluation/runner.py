@@ -35,7 +35,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["TRAFFIC", "EvalConfig", "EvaluationError", "Job", "evaluate", "plan_jobs"]
 
-SEED_STRIDE = 1000  # route i, repetition r runs with seed + i * SEED_STRIDE + r
+SEED_STRIDE = 1000  # the i-th route of the file, repetition r, runs with seed + i * SEED_STRIDE + r
 
 
 class EvaluationError(ValueError):
@@ -182,9 +182,13 @@ def plan_jobs(config: EvalConfig) -> list[Job]:
         raise EvaluationError(f"--traffic {config.traffic!r}: use one of {', '.join(TRAFFIC)}")
     weathers = _weathers(config.weathers)
     ids = list(config.route_ids) if config.route_ids is not None else None
+    # A route's seed comes from its place in the file, so that a run of some of the routes
+    # (--route-ids) drives each of them exactly as the run of the whole file does.
+    position = {route.route_id: i for i, route in enumerate(load_routes(config.routes))}
     routes = load_routes(config.routes, ids)
     jobs = []
-    for index, route in enumerate(routes):
+    for route in routes:
+        index = position[route.route_id]
         town = resolve_town(route.town, config.maps_dir, config.backend)
         for weather in weathers:
             route_id = route.route_id if len(weathers) == 1 else f"{route.route_id}_{weather}"

@@ -15,7 +15,7 @@ from envs.backends.embedded import EmbeddedBackend
 from envs.sim.weather import Weather
 from envs.types import VehicleControl
 from evaluation.agents import AgentError, make_agent, validate_sensors
-from evaluation.runner import EvalConfig, worker_config
+from evaluation.runner import EvalConfig, plan_jobs, worker_config
 from evaluation.runner import evaluate as run_evaluation
 
 START, END = (136.8, -328.25), (218.25, -250.2)  # ~170 m on Grid01 with one right turn
@@ -236,6 +236,17 @@ def test_cli_runs_and_prints_the_table(
     printed = capsys.readouterr().out
     assert "RouteScenario_1_rep0" in printed and "ClearNoon" in printed
     assert load(out)["_checkpoint"]["progress"] == [1, 1]
+
+
+def test_a_route_gets_the_same_seed_whichever_routes_are_selected(
+    lb1: Path, tmp_path: Path
+) -> None:
+    # Regression: the seed came from the route's place among the *selected* routes, so
+    # `--route-ids 1` drove route 1 in other traffic than the run of the whole file did.
+    whole = {job.key: job.seed for job in plan_jobs(config(lb1, tmp_path / "r.json"))}
+    alone = plan_jobs(config(lb1, tmp_path / "r.json", route_ids=("1",)))
+    assert [(job.key, job.seed) for job in alone] == [("RouteScenario_1_rep0", whole[alone[0].key])]
+    assert len(set(whole.values())) == len(whole)
 
 
 def test_agents_and_sensor_validation() -> None:
