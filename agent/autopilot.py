@@ -40,12 +40,13 @@ class AutopilotParams:
         kp: Proportional speed gain [1/(m/s)].
         ki: Integral speed gain [1/m].
         brake_gain: Brake per m/s of overspeed.
+        max_throttle: Throttle ceiling.
         steer_noise: Standard deviation of noise added to steer (data collection).
         noise_hold: Steps each noise sample is held.
     """
 
-    cruise_speed: float = 10.0
-    lateral_accel: float = 2.0
+    cruise_speed: float = 12.0
+    lateral_accel: float = 3.0
     lookahead_gain: float = 0.6
     lookahead_min: float = 4.0
     lookahead_max: float = 12.0
@@ -54,11 +55,13 @@ class AutopilotParams:
     kp: float = 0.35
     ki: float = 0.05
     brake_gain: float = 0.5
+    max_throttle: float = 1.0
     steer_noise: float = 0.0
     noise_hold: int = 10
 
 
 STOP_DECEL = 6.0  # [m/s^2] deceleration that full brake is taken to give when stopping
+CURVE_WINDOW = 5.0  # [m] a point's curve speed holds from this far before the curvature
 YIELD_DISTANCE = 10.0  # [m] from the junction entry where the yield check starts
 YIELD_TIMES = tuple(0.5 * k for k in range(7))  # [s] crossing traffic is predicted to 3 s
 
@@ -100,13 +103,24 @@ class Autopilot:
         return spans
 
     def _curve_speeds(self, plan: RoutePlan) -> np.ndarray:
-        """Speed limit at each plan point from the tightest curvature in the next 20 m [m/s]."""
+        """Speed limit at each plan point from the curvature ahead [m/s].
+
+        Each point's own limit keeps the lateral acceleration under ``lateral_accel``; a
+        backward pass then lowers it so that every curve ahead is reached at its speed with
+        ``COMFORT_DECEL`` braking, rather than braked for hard at its entry (which also carried
+        the car slowly over stop lines it had decided to pass on yellow).
+        """
         turn = np.abs(np.diff(np.unwrap(plan.yaw), append=plan.yaw[-1]))
         step = np.maximum(np.diff(plan.distance, append=plan.distance[-1] + 1.0), 1e-3)
         curvature = np.convolve(turn / step, np.ones(5) / 5, mode="same")
-        window = max(1, int(20.0 / max(float(np.median(step)), 0.1)))
+        window = max(1, int(CURVE_WINDOW / max(float(np.median(step)), 0.1)))
         ahead = np.array([curvature[i : i + window].max() for i in range(len(curvature))])
-        return np.sqrt(self.params.lateral_accel / np.maximum(ahead, 1e-4))
+        limit = np.sqrt(self.params.lateral_accel / np.maximum(ahead, 1e-4))
+        for i in range(len(limit) - 2, -1, -1):
+            reach = limit[i + 1] ** 2 + 2.0 * COMFORT_DECEL * step[i]
+            if limit[i] ** 2 > reach:
+                limit[i] = math.sqrt(reach)
+        return limit
 
     def run_step(self, state: WorldState, dt: float = 0.05) -> VehicleControl:
         """The control for the current state."""
@@ -211,7 +225,7 @@ class Autopilot:
             return 0.0, float(min(1.0, p.brake_gain * -error))
         self._integral = float(np.clip(self._integral + error * dt, -5.0, 5.0))
         throttle = p.kp * error + p.ki * self._integral
-        return float(np.clip(throttle, 0.0, 0.75)), 0.0
+        return float(np.clip(throttle, 0.0, p.max_throttle)), 0.0
 
 
 class AutopilotAgent:

@@ -32,7 +32,8 @@ class Hazards:
         light_distance: To the next stop line on the route.
         light_state: State of that light (``UNKNOWN`` when none).
         vehicle_gap: To the nearest vehicle in the corridor ahead.
-        vehicle_speed: That vehicle's speed [m/s].
+        vehicle_speed: That vehicle's speed along the route there (0 if crossing or oncoming)
+            [m/s].
         walker_gap: To the nearest pedestrian in the corridor ahead.
     """
 
@@ -145,4 +146,8 @@ def _nearest_in_corridor(
     along = plan.distance[samples[first]] - here - actors.extent[box, 0] / 2.0
     along = np.where(hit, along, np.inf)
     best = int(np.argmin(along))
-    return max(float(along[best]), 0.0), float(actors.speed[box[best]])
+    # Only the part of its velocity along the route carries it out of the way.
+    route_yaw = plan.yaw[samples[first[best]]]
+    heading = math.radians(float(actors.yaw[box[best]])) - route_yaw
+    speed = max(float(actors.speed[box[best]]) * math.cos(heading), 0.0)
+    return max(float(along[best]), 0.0), speed

@@ -16,6 +16,7 @@ from envs.types import TrafficLightState
 
 COMFORT_DECEL = 2.5  # [m/s^2] deceleration the target speed profile assumes before a hazard
 STOP_MARGIN = {"light": 2.0, "vehicle": 5.0, "walker": 6.0}  # [m] where the profile ends at 0
+FOLLOW_HEADWAY = 1.0  # [s] time gap kept behind a moving car, on top of its stop margin
 MAX_LATERAL = 2.0  # [m] lateral error at which the lateral term bottoms out
 MAX_HEADING = math.pi / 2  # [rad] heading error at which the heading term bottoms out
 
@@ -35,15 +36,20 @@ def desired_speed(target_speed: float, hazards: Hazards, speed: float) -> float:
     """Target speed, lowered so the car can stop before what is ahead [m/s]."""
     limit = target_speed
     stop_for_light = stops_for_light(hazards, speed)
+    # (gap, margin, speed of what is there). A car ahead that moves needs room to stop too, so
+    # the ego may go as fast as lets it stop behind where that car would stop, keeping
+    # FOLLOW_HEADWAY seconds of that car's travel as extra distance.
+    ahead = hazards.vehicle_speed
     gaps = [
-        (hazards.vehicle_gap, STOP_MARGIN["vehicle"]),
-        (hazards.walker_gap, STOP_MARGIN["walker"]),
+        (hazards.vehicle_gap, STOP_MARGIN["vehicle"] + FOLLOW_HEADWAY * ahead, ahead),
+        (hazards.walker_gap, STOP_MARGIN["walker"], 0.0),
     ]
     if stop_for_light:
-        gaps.append((hazards.light_distance, STOP_MARGIN["light"]))
-    for gap, margin in gaps:
+        gaps.append((hazards.light_distance, STOP_MARGIN["light"], 0.0))
+    for gap, margin, moving in gaps:
         if math.isfinite(gap):
-            limit = min(limit, math.sqrt(2 * COMFORT_DECEL * max(gap - margin, 0.0)))
+            room = 2 * COMFORT_DECEL * (gap - margin)
+            limit = min(limit, math.sqrt(room + moving * moving) if room > 0 else 0.0)
     return limit
 
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from agent.autopilot import AutopilotAgent, drive_plan
+from agent.autopilot import Autopilot, AutopilotAgent, drive_plan
 from envs.backends.base import EpisodeSpec
 from envs.backends.embedded import EmbeddedBackend
 from envs.driving_env import DrivingEnv
 from envs.planner import RoutePlanner
+from envs.reward import COMFORT_DECEL
 from envs.types import Transform
 
 
@@ -44,3 +45,19 @@ def test_autopilot_drives_the_env_through_its_actions() -> None:
     assert info["status"] == "completed"
     assert info["route_completion"] > 99.0
     env.close()
+
+
+def test_curve_speeds_are_reached_with_comfortable_braking() -> None:
+    """Regression: the curve limit used to apply only 20 m before the curve, so the car braked
+    at full force at a junction's turn and crawled over a stop line it had passed on yellow."""
+    backend = EmbeddedBackend("Grid01")
+    planner = RoutePlanner(backend.road_map)
+    plan = planner.plan(planner.random_keypoints(np.random.default_rng(3), 300, 600))
+    pilot = Autopilot()
+    pilot.reset(plan, backend.road_map, backend._lights)
+    limit = pilot._curve_speed
+    step = np.diff(plan.distance)
+    assert limit.min() < 0.6 * pilot.params.cruise_speed  # the route turns somewhere
+    # Between neighbouring points the limit falls no faster than COMFORT_DECEL allows.
+    assert np.all(limit[:-1] ** 2 <= limit[1:] ** 2 + 2.0 * COMFORT_DECEL * step + 1e-6)
+    backend.close()

@@ -1,12 +1,18 @@
-"""Hazards ahead on the route: stop lines and their lights."""
+"""Hazards ahead on the route: stop lines and their lights, cars, and the speed they allow."""
 
 from __future__ import annotations
 
-import numpy as np
+import math
 
+import numpy as np
+import pytest
+
+from envs.backends.base import Actors
 from envs.backends.embedded import EmbeddedBackend
-from envs.hazards import RouteHazards
+from envs.hazards import Hazards, RouteHazards, _nearest_in_corridor
 from envs.planner import RoutePlanner
+from envs.reward import COMFORT_DECEL, FOLLOW_HEADWAY, STOP_MARGIN, desired_speed
+from envs.routes import RoutePlan
 
 
 def test_regression_a_looping_route_meets_the_same_stop_line_twice() -> None:
@@ -26,3 +32,48 @@ def test_regression_a_looping_route_meets_the_same_stop_line_twice() -> None:
     assert len(passes) == 2
     assert plan.distance[passes[0]] < 25.0 < plan.distance[passes[1]]
     backend.close()
+
+
+def _straight_plan(length: int = 60) -> RoutePlan:
+    x = np.arange(length + 1, dtype=np.float64)
+    zeros = np.zeros_like(x)
+    points = np.stack([x, zeros, zeros], axis=1)
+    ints = np.zeros(len(x), dtype=np.int64)
+    return RoutePlan(points, zeros.copy(), ints, ints.copy(), x.copy())
+
+
+def _car_at(x: float, y: float, yaw: float, speed: float) -> Actors:
+    return Actors(
+        np.array([1]),
+        np.array([[x, y, 0.0]]),
+        np.array([yaw]),
+        np.array([speed]),
+        np.array([[4.5, 2.0]]),
+    )
+
+
+def test_a_car_ahead_counts_with_its_speed_along_the_route_only() -> None:
+    plan = _straight_plan()
+    samples = np.arange(0, 41, 2)
+    gap, speed = _nearest_in_corridor(plan, samples, _car_at(20.0, 0.0, 0.0, 8.0), 2.0, (0.0,))
+    assert 10.0 < gap < 20.0 - 2.0 - 2.25  # measured from the corridor sample that first touches it
+    assert speed == pytest.approx(8.0)
+    # A car crossing the route is no faster along it than a parked one, and neither is an
+    # oncoming one.
+    for yaw in (90.0, 180.0):
+        _, speed = _nearest_in_corridor(plan, samples, _car_at(20.0, 0.0, yaw, 8.0), 2.0, (0.0,))
+        assert speed == pytest.approx(0.0, abs=1e-9)
+
+
+def test_the_target_speed_behind_a_moving_car_allows_for_its_own_stop() -> None:
+    parked = Hazards(vehicle_gap=20.0, vehicle_speed=0.0)
+    moving = Hazards(vehicle_gap=20.0, vehicle_speed=8.0)
+    room = 2 * COMFORT_DECEL * (20.0 - STOP_MARGIN["vehicle"])
+    assert desired_speed(30.0, parked, 5.0) == pytest.approx(math.sqrt(room))
+    # The moving car's stop lies ahead of it; the headway is kept on top of the margin.
+    room = 2 * COMFORT_DECEL * (20.0 - STOP_MARGIN["vehicle"] - FOLLOW_HEADWAY * 8.0)
+    assert desired_speed(30.0, moving, 5.0) == pytest.approx(math.sqrt(room + 64.0))
+    assert desired_speed(30.0, moving, 5.0) > desired_speed(30.0, parked, 5.0)
+    # Inside the margin the ego stops whatever the car ahead does.
+    close = Hazards(vehicle_gap=STOP_MARGIN["vehicle"] - 1.0, vehicle_speed=8.0)
+    assert desired_speed(30.0, close, 5.0) == 0.0
