@@ -27,6 +27,7 @@ from pathlib import Path
 from scenariogeneration import xodr
 
 from envs.towns._builders import (
+    BROKEN_WHITE,
     DOUBLE_YELLOW,
     SOLID_WHITE,
     SOLID_YELLOW,
@@ -183,6 +184,25 @@ def build_multi01() -> xodr.OpenDrive:
     return build_grid_town("Multi01", shape, (140.0, 22.0, 35.0), _multi_spec(shape))
 
 
+def build_grid02() -> xodr.OpenDrive:
+    """Build ``Grid02``: a 5x3 grid of 95 m blocks, the towns' held-out look.
+
+    Two-lane roads with a broken white centre line, and a 2+2 middle row with a double yellow
+    one: a town no shipped model trains on, for measuring how perception generalises.
+
+    Returns:
+        The adjusted ``OpenDrive`` network.
+    """
+    shape = (5, 3)
+    wide = RoadSpec(2, 2, DOUBLE_YELLOW)
+    narrow = RoadSpec(1, 1, BROKEN_WHITE)
+
+    def spec_for(a: Node, b: Node) -> RoadSpec:
+        return wide if a[1] == b[1] == shape[1] // 2 else narrow
+
+    return build_grid_town("Grid02", shape, (95.0, 18.0, 30.0), spec_for)
+
+
 def _polar(radius: float, angle: float) -> tuple[float, float]:
     """Return the cartesian point at ``radius`` and ``angle`` around the origin."""
     return radius * math.cos(angle), radius * math.sin(angle)
@@ -281,6 +301,7 @@ TOWN_BUILDERS: dict[str, Callable[[], xodr.OpenDrive]] = {
     "Grid01": build_grid01,
     "Multi01": build_multi01,
     "Curve01": build_curve01,
+    "Grid02": build_grid02,
 }
 
 

@@ -17,7 +17,7 @@ nx = pytest.importorskip("networkx")
 from envs.towns import TOWNS_DIR, available_towns, town_path  # noqa: E402
 from envs.towns.generate import TOWN_BUILDERS, generate  # noqa: E402
 
-TOWNS = ["Curve01", "Grid01", "Multi01"]
+TOWNS = ["Curve01", "Grid01", "Grid02", "Multi01"]
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +69,7 @@ def test_loads_with_waypoints_on_every_road(maps: dict[str, Any], name: str) -> 
 
 @pytest.mark.parametrize(
     ("name", "min_junctions", "kinds"),
-    [("Grid01", 9, {3, 4}), ("Multi01", 4, {3, 4}), ("Curve01", 5, {3})],
+    [("Grid01", 9, {3, 4}), ("Multi01", 4, {3, 4}), ("Curve01", 5, {3}), ("Grid02", 11, {3, 4})],
 )
 def test_junction_kinds(
     maps: dict[str, Any], name: str, min_junctions: int, kinds: set[int]
@@ -109,6 +109,15 @@ def test_grid01_two_lane_roads(maps: dict[str, Any]) -> None:
         assert wp.left_lane_marking.color == carla.LaneMarkingColor.Yellow
         assert wp.right_lane_marking.type == carla.LaneMarkingType.Solid
         assert wp.right_lane_marking.color == carla.LaneMarkingColor.White
+
+
+def test_grid02_looks_unlike_the_training_towns(maps: dict[str, Any]) -> None:
+    """The held-out town of perception: broken white centre lines and a 2+2 avenue."""
+    wps = [w for w in _driving(maps["Grid02"]) if not w.is_junction]
+    centre = {(w.left_lane_marking.type, w.left_lane_marking.color) for w in wps}
+    assert (carla.LaneMarkingType.Broken, carla.LaneMarkingColor.White) in centre
+    assert (carla.LaneMarkingType.SolidSolid, carla.LaneMarkingColor.Yellow) in centre
+    assert {abs(w.lane_id) for w in wps} == {1, 2}
 
 
 def test_multi01_has_two_lanes_per_direction_with_lane_change(maps: dict[str, Any]) -> None:
