@@ -327,12 +327,14 @@ class DrivingEnv(gym.Env[dict[str, np.ndarray], Any]):
 
         For demonstrations (behaviour-cloning warm start); callable through
         ``VecEnv.env_method("expert_action")``. The autopilot follows the current episode's
-        plan and is restarted with every episode.
+        plan and is restarted with every episode, cruising at the ``target_speed`` the shaped
+        reward asks for, so that demonstrations and reward agree.
         """
-        from agent.autopilot import Autopilot
+        from agent.autopilot import Autopilot, AutopilotParams
 
         if getattr(self, "_expert_plan", None) is not self._plan:
-            self._expert = Autopilot()  # noise-free; leaves the env generator alone
+            params = AutopilotParams(cruise_speed=self.config.target_speed)
+            self._expert = Autopilot(params)  # noise-free; leaves the env generator alone
             self._expert.reset(self._plan, self.backend.road_map, self._state.lights)
             self._expert_plan = self._plan
         dt = self.config.physics_dt * self.config.action_repeat

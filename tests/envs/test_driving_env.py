@@ -88,6 +88,17 @@ def test_driving_into_a_wall_terminates_with_a_layout_collision() -> None:
     e.close()
 
 
+def test_the_expert_cruises_at_the_speed_the_reward_asks_for() -> None:
+    e = DrivingEnv({**SMALL, "vehicles": 0, "walkers": 0, "lights": "green", "target_speed": 5.0})
+    e.reset(seed=1)
+    speeds = []
+    for _ in range(150):
+        e.step(e.expert_action())
+        speeds.append(e.world_state.ego.speed)
+    assert 4.0 < max(speeds) < 5.5
+    e.close()
+
+
 def test_reward_terms_are_named_and_summed(env: DrivingEnv) -> None:
     env.reset(seed=4)
     _, reward, _, _, info = env.step(env.action_space.sample())
