@@ -73,7 +73,7 @@ def main() -> None:
     parser.add_argument("--out", default="docs/towns.png", help="output PNG path")
     parser.add_argument("--size", type=int, default=420, help="panel size [px]")
     args = parser.parse_args()
-    panels = [panel(t, args.size) for t in ("Grid01", "Multi01", "Curve01")]
+    panels = [panel(t, args.size) for t in ("Grid01", "Multi01", "Curve01", "Grid02")]
     height = max(p.shape[0] for p in panels)
     padded = [
         cv2.copyMakeBorder(p, 0, height - p.shape[0], 0, 6, cv2.BORDER_CONSTANT) for p in panels
