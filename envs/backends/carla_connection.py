@@ -24,6 +24,8 @@ from envs.backends.carla_server import ServerProcess
 
 logger = logging.getLogger(__name__)
 
+LOAD_TIMEOUT = 120.0  # [s] longest wait for the server to load or generate a town
+
 
 def import_carla() -> Any:
     """The ``carla`` client module, with an actionable error when it is missing."""
@@ -198,12 +200,19 @@ class CarlaConnection:
             self.town = town
             return False
         available = {town_name(m) for m in self.client.get_available_maps()}
-        if is_file or (target not in available and target in _shipped_towns()):
-            world = self._generate_world(town, target)
-        elif target in available:
-            world = self.client.load_world(target)
-        else:
+        if not is_file and target not in available and target not in _shipped_towns():
             raise BackendError(f"town {town!r} is not on the server; it has {sorted(available)}")
+        # A town load takes tens of seconds on a busy server, longer than any tick may take
+        # (carla-simulator/carla#1837): the client waits LOAD_TIMEOUT for it, then goes back
+        # to its own bound.
+        self.client.set_timeout(max(self.timeout, LOAD_TIMEOUT))
+        try:
+            if target in available and not is_file:
+                world = self.client.load_world(target)
+            else:
+                world = self._generate_world(town, target)
+        finally:
+            self.client.set_timeout(self.timeout)
         logger.info("loaded town %s", target)
         self.world, self.town, self.loaded, self._map = world, town, target, None
         self.generation += 1

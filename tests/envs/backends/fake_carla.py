@@ -626,6 +626,7 @@ class FakeSimulator:
     next_id: int = 0
     loads: list[str] = field(default_factory=list)
     generated: list[str] = field(default_factory=list)
+    load_timeouts: list[float | None] = field(default_factory=list)  # client timeout at each load
     destroyed: list[str] = field(default_factory=list)
     clients: list[FakeClient] = field(default_factory=list)
 
@@ -683,6 +684,7 @@ class FakeClient:
         self, map_name: str, reset_settings: bool = True, map_layers: Any = None
     ) -> FakeWorld:
         self.sim.check()
+        self.sim.load_timeouts.append(self.timeout)
         town = town_name(map_name)
         if town not in self.sim.towns:
             raise RuntimeError(f"map '{map_name}' not found")
@@ -696,6 +698,7 @@ class FakeClient:
         self, opendrive: str, parameters: Any = None, reset_settings: bool = True
     ) -> FakeWorld:
         self.sim.check()
+        self.sim.load_timeouts.append(self.timeout)
         assert isinstance(parameters, carla.OpendriveGenerationParameters)
         self.sim.generated.append(opendrive)
         self.sim.world = FakeWorld(self.sim, "OpenDriveMap", opendrive)

@@ -22,6 +22,7 @@ from envs.backends.base import (
     SimulatorCrashed,
 )
 from envs.backends.carla_backend import CarlaBackend
+from envs.backends.carla_connection import LOAD_TIMEOUT
 from envs.backends.carla_convert import (
     camera_mount,
     image_to_depth,
@@ -220,6 +221,17 @@ def test_load_town_only_when_the_town_changes(sim: FakeSimulator, backend: Carla
     assert len(state.vehicles) == 2
     with pytest.raises(BackendError, match="Town99"):
         backend.load_town("Town99")
+
+
+def test_a_town_load_may_take_longer_than_a_tick() -> None:
+    """Loading takes tens of seconds on a real server; the tick bound would abort it."""
+    sim = FakeSimulator(towns=("Grid01", "Multi01"))
+    backend = make_backend(sim, timeout=5.0)
+    backend.load_town("Multi01")  # on the server
+    backend.load_town("Curve01")  # shipped with segdrive: generated from its OpenDRIVE
+    assert sim.load_timeouts == [LOAD_TIMEOUT, LOAD_TIMEOUT]
+    assert all(client.timeout == 5.0 for client in sim.clients)  # the bound of every other call
+    backend.close()
 
 
 def test_project_towns_are_generated_from_opendrive() -> None:
