@@ -48,8 +48,8 @@ def desired_speed(target_speed: float, hazards: Hazards, speed: float) -> float:
         gaps.append((hazards.light_distance, STOP_MARGIN["light"], 0.0))
     for gap, margin, moving in gaps:
         if math.isfinite(gap):
-            room = 2 * COMFORT_DECEL * (gap - margin)
-            limit = min(limit, math.sqrt(room + moving * moving) if room > 0 else 0.0)
+            room = 2 * COMFORT_DECEL * (gap - margin) + moving * moving
+            limit = min(limit, math.sqrt(max(room, 0.0)))
     return limit
 
 

@@ -74,6 +74,12 @@ def test_the_target_speed_behind_a_moving_car_allows_for_its_own_stop() -> None:
     room = 2 * COMFORT_DECEL * (20.0 - STOP_MARGIN["vehicle"] - FOLLOW_HEADWAY * 8.0)
     assert desired_speed(30.0, moving, 5.0) == pytest.approx(math.sqrt(room + 64.0))
     assert desired_speed(30.0, moving, 5.0) > desired_speed(30.0, parked, 5.0)
-    # Inside the margin the ego stops whatever the car ahead does.
-    close = Hazards(vehicle_gap=STOP_MARGIN["vehicle"] - 1.0, vehicle_speed=8.0)
-    assert desired_speed(30.0, close, 5.0) == 0.0
+    # Closer than the headway behind a moving car: slower than it, so the gap opens again,
+    # and no sudden stop (the target is continuous in the gap).
+    close = Hazards(vehicle_gap=STOP_MARGIN["vehicle"] + 2.0, vehicle_speed=8.0)
+    assert 0.0 < desired_speed(30.0, close, 5.0) < 8.0
+    slightly = Hazards(vehicle_gap=STOP_MARGIN["vehicle"] + 2.1, vehicle_speed=8.0)
+    assert desired_speed(30.0, slightly, 5.0) - desired_speed(30.0, close, 5.0) < 0.1
+    # A standing car inside the margin: stop.
+    parked_close = Hazards(vehicle_gap=STOP_MARGIN["vehicle"] - 1.0, vehicle_speed=0.0)
+    assert desired_speed(30.0, parked_close, 5.0) == 0.0
