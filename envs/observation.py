@@ -111,13 +111,20 @@ class ObservationBuilder:
         local = np.stack([forward, right], axis=1)
         return np.clip(local, -TARGET_RANGE, TARGET_RANGE).astype(np.float32).reshape(-1)
 
-    def _command(self, index: int) -> NDArray[np.float32]:
+    def command_of(self, index: int) -> int | None:
+        """Position in ``COMMANDS`` of the command shown at plan point ``index`` (or None).
+
+        Inside a turn or lane change: that command; on a lane: the next one coming up.
+        """
         assert self._plan is not None
-        # Inside a turn or lane change: that command; on a lane: the next one coming up.
         command = int(self._plan.commands[index])
         if command == RoadOption.LANEFOLLOW:
             command = int(self._plan.commands[self._upcoming(index)[0]])
+        return COMMANDS.index(RoadOption(command)) if command in COMMANDS else None
+
+    def _command(self, index: int) -> NDArray[np.float32]:
         one_hot = np.zeros(len(COMMANDS), dtype=np.float32)
-        if command in COMMANDS:
-            one_hot[COMMANDS.index(RoadOption(command))] = 1.0
+        position = self.command_of(index)
+        if position is not None:
+            one_hot[position] = 1.0
         return one_hot
