@@ -213,8 +213,17 @@ def load_routes(path: str | Path, route_ids: list[str] | None = None) -> list[Ro
     if not elements:
         raise RouteFileError(f"{path}: no <route> elements under <{root.tag}>")
     routes = [_parse_route(e, path) for e in elements]
-    if route_ids is None:
-        return routes
+    return routes if route_ids is None else select_routes(routes, route_ids, path)
+
+
+def select_routes(
+    routes: list[RouteSpec], route_ids: list[str], path: str | Path
+) -> list[RouteSpec]:
+    """The routes with these ids, in the order given.
+
+    Raises:
+        RouteFileError: an id that ``path`` (the file the routes came from) does not have.
+    """
     by_id = {r.route_id: r for r in routes}
     missing = [i for i in route_ids if i not in by_id]
     if missing:

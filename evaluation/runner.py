@@ -23,7 +23,7 @@ from tqdm import tqdm
 from envs.backends.base import LightMode, SimulatorBackend
 from envs.backends.carla_server import server_ports
 from envs.planner import RoutePlanner
-from envs.routes import RoutePlan, RouteSpec, load_routes
+from envs.routes import RoutePlan, RouteSpec, load_routes, select_routes
 from envs.sim.weather import PRESET_NAMES
 from envs.towns import available_towns
 from evaluation.agents import make_agent, validate_sensors
@@ -181,11 +181,12 @@ def plan_jobs(config: EvalConfig) -> list[Job]:
     if config.traffic not in TRAFFIC:
         raise EvaluationError(f"--traffic {config.traffic!r}: use one of {', '.join(TRAFFIC)}")
     weathers = _weathers(config.weathers)
-    ids = list(config.route_ids) if config.route_ids is not None else None
     # A route's seed comes from its place in the file, so that a run of some of the routes
     # (--route-ids) drives each of them exactly as the run of the whole file does.
-    position = {route.route_id: i for i, route in enumerate(load_routes(config.routes))}
-    routes = load_routes(config.routes, ids)
+    routes = load_routes(config.routes)
+    position = {route.route_id: i for i, route in enumerate(routes)}
+    if config.route_ids is not None:
+        routes = select_routes(routes, list(config.route_ids), config.routes)
     jobs = []
     for route in routes:
         index = position[route.route_id]
