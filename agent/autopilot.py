@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from envs.backends.base import EpisodeSpec, SimulatorBackend, TrafficLightInfo, WorldState
+from envs.config import EnvConfig
 from envs.criteria import CriteriaStatus, RouteCriteria
 from envs.driving_env import DrivingEnv
 from envs.hazards import Hazards, RouteHazards, predicted
@@ -226,6 +227,12 @@ class Autopilot:
         self._integral = float(np.clip(self._integral + error * dt, -5.0, 5.0))
         throttle = p.kp * error + p.ki * self._integral
         return float(np.clip(throttle, 0.0, p.max_throttle)), 0.0
+
+
+def teacher(config: EnvConfig) -> Autopilot:
+    """The noise-free autopilot that training imitates in an env with ``config``: it cruises at
+    the ``target_speed`` the shaped reward asks for, so that demonstrations and reward agree."""
+    return Autopilot(AutopilotParams(cruise_speed=config.target_speed))
 
 
 class AutopilotAgent:

@@ -99,6 +99,11 @@ class EnvConfig:
         """Physics steps per decision."""
         return max(1, round(1.0 / (self.decision_hz * self.physics_dt)))
 
+    @property
+    def decision_dt(self) -> float:
+        """Simulated time between decisions [s]."""
+        return self.physics_dt * self.action_repeat
+
 
 def _validate(config: EnvConfig) -> None:
     checks = [

@@ -327,18 +327,17 @@ class DrivingEnv(gym.Env[dict[str, np.ndarray], Any]):
 
         For demonstrations (behaviour-cloning warm start); callable through
         ``VecEnv.env_method("expert_action")``. The autopilot follows the current episode's
-        plan and is restarted with every episode, cruising at the ``target_speed`` the shaped
-        reward asks for, so that demonstrations and reward agree.
+        plan and is restarted with every episode (``agent.autopilot.teacher``: at the env's
+        ``target_speed``).
         """
-        from agent.autopilot import Autopilot, AutopilotParams
+        from agent.autopilot import teacher
 
         if getattr(self, "_expert_plan", None) is not self._plan:
-            params = AutopilotParams(cruise_speed=self.config.target_speed)
-            self._expert = Autopilot(params)  # noise-free; leaves the env generator alone
+            self._expert = teacher(self.config)  # noise-free; leaves the env generator alone
             self._expert.reset(self._plan, self.backend.road_map, self._state.lights)
             self._expert_plan = self._plan
-        dt = self.config.physics_dt * self.config.action_repeat
-        return self.actions.from_control(self._expert.run_step(self._state, dt))
+        control = self._expert.run_step(self._state, self.config.decision_dt)
+        return self.actions.from_control(control)
 
     @property
     def plan(self) -> RoutePlan:

@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from agent.autopilot import Autopilot, AutopilotParams
+from agent.autopilot import teacher
 from agent.policy_agent import CAMERA_ID, PolicyAgent
 from envs.backends.base import SimulatorBackend, TrafficLightInfo, WorldState
 from envs.observation import COMMANDS
@@ -58,16 +58,14 @@ class WatchedAgent(PolicyAgent):
     ) -> None:
         """New route for both drivers."""
         super().setup(plan, roadmap, lights)
-        # The teacher of training: cruising at the env's target speed.
-        self.expert = Autopilot(AutopilotParams(cruise_speed=self.config.env.target_speed))
+        self.expert = teacher(self.config.env)  # the driver that training imitated
         self.expert.reset(plan, roadmap, lights)
         self.rows = []
 
     def act(self, state: WorldState) -> VehicleControl:
         """The policy's control; records it with the expert's and the encoder's reading."""
         control = super().act(state)
-        dt = self.config.env.physics_dt * self.config.env.action_repeat
-        expert = self.expert.run_step(state, dt)
+        expert = self.expert.run_step(state, self.config.env.decision_dt)
         image = self.observations.image_of(state.cameras[CAMERA_ID])
         with torch.inference_mode():
             out = self.encoder(torch.from_numpy(image[None]))
