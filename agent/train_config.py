@@ -73,6 +73,12 @@ class TrainConfig:
         bc_pedal_noise: Standard deviation of a slowly varying (about 1 s) noise added to
             the executed throttle / acceleration, so the demonstrations also show the expert
             recovering its speed (stopped short of a stop line, too slow, too fast).
+        dagger_rounds: DAgger rounds after the first clone: the clone drives (mixed with the
+            expert, whose share halves each round), the expert labels what it visits, and
+            the policy is cloned again on all the data (``agent.warmstart.warm_start``). Each
+            round is saved as ``checkpoints/dagger_<i>.zip``.
+        dagger_steps: Env steps driven per DAgger round.
+        dagger_epochs: Behaviour-cloning passes over all the data after each round.
         algo_kwargs: Keyword arguments of the SB3 algorithm (``learning_rate``, ``n_steps``...).
         policy_kwargs: SB3 ``policy_kwargs`` (``net_arch``...).
         checkpoint_every: Env steps between checkpoints.
@@ -106,6 +112,9 @@ class TrainConfig:
     bc_noise: float = 0.15
     bc_standing_keep: float = 1.0
     bc_pedal_noise: float = 0.0
+    dagger_rounds: int = 0
+    dagger_steps: int = 20_000
+    dagger_epochs: int = 5
     algo_kwargs: dict[str, Any] = field(default_factory=dict)
     policy_kwargs: dict[str, Any] = field(default_factory=dict)
     checkpoint_every: int = 50_000
@@ -126,7 +135,15 @@ class TrainConfig:
         for name in ("total_steps", "n_envs", "feature_stack", "checkpoint_every"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("keep_checkpoints", "eval_every", "video_every", "log_every"):
+        for name in (
+            "keep_checkpoints",
+            "eval_every",
+            "video_every",
+            "log_every",
+            "dagger_rounds",
+            "dagger_steps",
+            "dagger_epochs",
+        ):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.algo != "ppo" and self.env.action != "discrete":
@@ -138,6 +155,8 @@ class TrainConfig:
             raise ConfigError(
                 "bc_steps (behaviour-cloning warm start) needs ppo with continuous actions"
             )
+        if self.dagger_rounds and not self.bc_steps:
+            raise ConfigError("dagger_rounds needs bc_steps > 0 (the first clone DAgger improves)")
         if self.eval_traffic not in ("none", "regular", "dense"):
             raise ConfigError(f"eval_traffic: {self.eval_traffic!r}; use none, regular or dense")
         if self.env.image != "rgb":

@@ -221,7 +221,20 @@ def train(
         if writer is not None and checkpoint is None:
             _hyperparameters(writer, config)
         if checkpoint is None and config.bc_steps:
-            losses = warm_start(
+
+            def save_stage(name: str, losses: dict[str, float]) -> None:
+                for key, value in losses.items():
+                    sb3_logger.record(f"warmstart/{key}", value)
+                sb3_logger.dump(0)
+                save_checkpoint(
+                    run_dir / CHECKPOINTS / f"{name}.zip",
+                    model,
+                    config,
+                    config.encoder_path,
+                    unwrap_vec_normalize(venv),
+                )
+
+            warm_start(
                 model,  # type: ignore[arg-type]
                 venv,
                 config.bc_steps,
@@ -231,16 +244,10 @@ def train(
                 progress,
                 config.bc_standing_keep,
                 config.bc_pedal_noise,
-            )
-            for key, value in losses.items():
-                sb3_logger.record(f"warmstart/{key}", value)
-            sb3_logger.dump(0)
-            save_checkpoint(
-                run_dir / CHECKPOINTS / "warmstart.zip",
-                model,
-                config,
-                config.encoder_path,
-                unwrap_vec_normalize(venv),
+                config.dagger_rounds,
+                config.dagger_steps,
+                config.dagger_epochs,
+                on_stage=save_stage,
             )
         remaining = config.total_steps - model.num_timesteps
         if remaining > 0:

@@ -10,12 +10,19 @@ Demonstrations follow DART (Laskey et al., CoRL 2017): the executed action is th
 steer noise, the label is the clean expert action, so the data shows how to recover from drift.
 The value head is regressed on the demonstrations' discounted returns so that PPO's first
 advantages are not noise.
+
+A clone drifts into states the expert never visits (standing at a green light, half-way into a
+junction turn) and has no label there. DAgger (Ross et al., AISTATS 2011) closes that gap: after
+the first clone, further rounds let the clone drive (mixed with the expert, whose share halves
+every round), label every visited state with the expert's action, add it to the data and clone
+again.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -30,7 +37,13 @@ logger = logging.getLogger(__name__)
 
 STANDING_SPEED = 0.5  # [m/s] below this a demonstration sample counts as standing still
 PEDAL_MEMORY = 0.9  # AR(1) coefficient of the pedal noise per decision step
-START_GAIN = 0.05  # [m/s] speed gained over one step that marks a standing sample as a start
+GO_ACTION = 0.05  # expert action 1 (throttle / acceleration) above which it drives off
+
+
+Driver = Callable[[dict[str, NDArray[Any]]], NDArray[np.float32]]
+"""The learner during DAgger rounds: the venv's (normalised) observation -> actions."""
+Demonstrations = tuple[dict[str, NDArray[Any]], NDArray[np.float32], NDArray[np.float32]]
+"""Raw observations, the expert's actions, discounted returns of the executed drive."""
 
 
 def collect_demonstrations(
@@ -42,8 +55,10 @@ def collect_demonstrations(
     progress: bool = True,
     standing_keep: float = 1.0,
     pedal_noise: float = 0.0,
-) -> tuple[dict[str, NDArray[Any]], NDArray[np.float32], NDArray[np.float32]]:
-    """Drive ``venv`` with the autopilot (``env_method("expert_action")``).
+    driver: Driver | None = None,
+    expert_share: float = 1.0,
+) -> Demonstrations:
+    """Drive ``venv`` with the autopilot (``env_method("expert_action")``) and record its labels.
 
     Args:
         standing_keep: Share of the waiting samples kept (standing still, the expert keeps
@@ -51,6 +66,9 @@ def collect_demonstrations(
             ``_standing_balance``).
         pedal_noise: Standard deviation of an AR(1) noise (correlation time ~1 s at 10
             decisions/s) added to the executed throttle or acceleration (action 1).
+        driver: The learner (DAgger): each env's step is driven by the expert (with the
+            noises) with probability ``expert_share``, else by ``driver``. The labels are
+            always the expert's.
 
     Returns:
         Raw observations (stacked over steps and envs), the expert's clean actions, and the
@@ -76,6 +94,10 @@ def collect_demonstrations(
                 0.0, pedal_noise, size=n
             )
             executed[:, 1] += pedal
+            if driver is not None:
+                learner = rng.random(n) >= expert_share
+                assert isinstance(obs, dict)
+                executed[learner] = driver(obs)[learner]
             obs, reward, done, _ = venv.step(np.clip(executed, -1.0, 1.0))
             actions.append(expert)
             rewards.append(np.asarray(reward, dtype=np.float32))
@@ -90,35 +112,33 @@ def collect_demonstrations(
     flat_actions = np.concatenate(actions)
     flat_returns = returns.reshape(-1)
     if standing_keep < 1.0 and "speed" in stacked:
-        keep = _standing_balance(
-            stacked["speed"].reshape(rounds, n), np.stack(dones), standing_keep, rng
-        )
+        keep = _standing_balance(stacked["speed"], flat_actions, standing_keep, rng)
         stacked = {k: v[keep] for k, v in stacked.items()}
         flat_actions, flat_returns = flat_actions[keep], flat_returns[keep]
     return stacked, flat_actions, flat_returns
 
 
 def _standing_balance(
-    speed: NDArray[Any], done: NDArray[np.bool_], keep_share: float, rng: np.random.Generator
+    speed: NDArray[Any], actions: NDArray[Any], keep_share: float, rng: np.random.Generator
 ) -> NDArray[np.int64]:
     """Indices of the demonstration samples to clone, with standing still rebalanced.
 
     Standing samples are of two kinds: waiting (the expert keeps the car still: a red light, a
-    queue) and starting (the expert drives off: the car is faster one step later). A drive
-    holds a hundred waiting samples for every start, so a clone learns "standing -> stay" and
-    never moves again (causal confusion, as in CILRS). Waiting samples are thinned to
-    ``keep_share``; starting samples are all kept and repeated until they are as many as the
-    waiting ones kept (at most 20 times each).
+    queue) and starting (the expert's label drives off). A drive holds a hundred waiting
+    samples for every start, so a clone learns "standing -> stay" and never moves again (causal
+    confusion, as in CILRS). Waiting samples are thinned to ``keep_share``; starting samples
+    are all kept and repeated until they are as many as the waiting ones kept (at most 20
+    times each). Starts are told by the label, not by what the car did next, so that DAgger
+    rounds, where the learner drives, count the greens it sat through as starts.
 
     Args:
-        speed: (rounds, envs) speeds [m/s] of the executed demonstrations.
-        done: (rounds, envs) episode ends after each step.
+        speed: Speeds [m/s] of the samples.
+        actions: The expert's actions; ``actions[:, 1]`` is its throttle or acceleration.
     """
-    standing = np.abs(speed) < STANDING_SPEED
-    faster = np.zeros_like(standing)
-    faster[:-1] = (speed[1:] > speed[:-1] + START_GAIN) & ~done[:-1]
-    starting = (standing & faster).reshape(-1)
-    waiting = (standing & ~faster).reshape(-1)
+    standing = np.abs(speed.reshape(-1)) < STANDING_SPEED
+    go = actions[:, 1] > GO_ACTION
+    starting = standing & go
+    waiting = standing & ~go
     kept = ~waiting | (rng.random(waiting.shape) < keep_share)
     index = np.flatnonzero(kept)
     waits = int((kept & waiting).sum())
@@ -187,6 +207,26 @@ def behaviour_clone(
     return losses
 
 
+def _clone(
+    model: PPO, venv: VecEnv, data: Demonstrations, epochs: int, seed: int
+) -> dict[str, float]:
+    """Clone ``data`` into ``model``, normalised with the venv's current statistics."""
+    observations, actions, returns = data
+    norm = unwrap_vec_normalize(venv)
+    if norm is not None:  # normalise with the statistics the demonstrations built up
+        observations = norm.normalize_obs(observations)  # type: ignore[assignment]
+    observations = {k: np.asarray(v, dtype=np.float32) for k, v in observations.items()}
+    return behaviour_clone(model, observations, actions, returns, epochs, seed=seed)
+
+
+def _concat(a: Demonstrations, b: Demonstrations) -> Demonstrations:
+    return (
+        {k: np.concatenate([a[0][k], b[0][k]]) for k in a[0]},
+        np.concatenate([a[1], b[1]]),
+        np.concatenate([a[2], b[2]]),
+    )
+
+
 def warm_start(
     model: PPO,
     venv: VecEnv,
@@ -197,15 +237,46 @@ def warm_start(
     progress: bool = True,
     standing_keep: float = 1.0,
     pedal_noise: float = 0.0,
+    dagger_rounds: int = 0,
+    dagger_steps: int = 0,
+    dagger_epochs: int = 5,
+    on_stage: Callable[[str, dict[str, float]], None] | None = None,
 ) -> dict[str, float]:
-    """Collect ``steps`` demonstrations on ``venv`` and clone them into ``model``."""
-    observations, actions, returns = collect_demonstrations(
+    """Clone ``steps`` expert demonstrations into ``model``, then run ``dagger_rounds`` rounds.
+
+    Round ``i`` drives ``dagger_steps`` steps with the expert's share at ``0.5 ** i``, adds the
+    expert-labelled samples to the data and clones all of it again for ``dagger_epochs``.
+    ``on_stage(name, losses)`` is called after the first clone (``warmstart``) and after each
+    round (``dagger_<i>``), e.g. to save a checkpoint. Returns the last losses.
+    """
+    data = collect_demonstrations(
         venv, steps, steer_noise, model.gamma, seed, progress, standing_keep, pedal_noise
     )
-    norm = unwrap_vec_normalize(venv)
-    if norm is not None:  # normalise with the statistics the demonstrations built up
-        observations = norm.normalize_obs(observations)  # type: ignore[assignment]
-    observations = {k: np.asarray(v, dtype=np.float32) for k, v in observations.items()}
-    losses = behaviour_clone(model, observations, actions, returns, epochs, seed=seed)
+    losses = _clone(model, venv, data, epochs, seed)
+    if on_stage is not None:
+        on_stage("warmstart", losses)
+
+    def driver(obs: dict[str, NDArray[Any]]) -> NDArray[np.float32]:
+        return np.asarray(model.predict(obs, deterministic=True)[0], dtype=np.float32)
+
+    for i in range(1, dagger_rounds + 1):
+        share = 0.5**i
+        logger.info("DAgger round %d: the expert drives %.0f %% of the steps", i, 100 * share)
+        new = collect_demonstrations(
+            venv,
+            dagger_steps,
+            steer_noise,
+            model.gamma,
+            seed + i,
+            progress,
+            standing_keep,
+            pedal_noise,
+            driver=driver,
+            expert_share=share,
+        )
+        data = _concat(data, new)
+        losses = _clone(model, venv, data, dagger_epochs, seed + i)
+        if on_stage is not None:
+            on_stage(f"dagger_{i}", losses)
     # SB3 resets the envs when learning starts; the running statistics stay.
     return losses

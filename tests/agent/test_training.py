@@ -318,6 +318,37 @@ def test_behaviour_cloning_fits_the_autopilot(encoder_file: Path) -> None:
         tiny_dqn("dqn", encoder_file, "bc_steps=10")
 
 
+def test_dagger_rounds_let_the_learner_drive_and_keep_the_expert_labels(
+    encoder_file: Path, tmp_path: Path
+) -> None:
+    from agent.warmstart import collect_demonstrations
+
+    config = smoke(encoder_file, "env.vehicles=0", "env.walkers=0")
+    venv = make_vec_env(config)
+    try:
+        n = venv.num_envs
+
+        def brake(obs: dict) -> np.ndarray:
+            return np.tile(np.array([0.0, -1.0], dtype=np.float32), (n, 1))
+
+        observations, actions, _ = collect_demonstrations(
+            venv, 40, steer_noise=0.0, gamma=0.99, progress=False, driver=brake, expert_share=0.0
+        )
+        assert np.all(np.abs(observations["speed"]) < 0.5)  # the learner held the car still
+        assert np.all(actions[:, 1] > 0.0)  # while the expert asked to drive off every step
+    finally:
+        venv.close()
+    with pytest.raises(ConfigError, match="dagger_rounds needs bc_steps"):
+        smoke(encoder_file, "dagger_rounds=1")
+    run = tmp_path / "run"
+    rounds = ["bc_steps=32", "bc_epochs=1", "dagger_rounds=2", "dagger_steps=16", "total_steps=64"]
+    train(smoke(encoder_file, *rounds), run, progress=False)
+    saved = sorted(p.name for p in (run / CHECKPOINTS).glob("*.zip"))
+    assert {"warmstart.zip", "dagger_1.zip", "dagger_2.zip"} <= set(saved)
+    loaded, extras = load_model(run / CHECKPOINTS / "dagger_2.zip")
+    assert extras.normalizer is not None and loaded.num_timesteps == 0
+
+
 def test_each_carla_env_gets_its_own_server_ports() -> None:
     """Regression: every training env connected to the same CARLA port and Traffic Manager."""
     config = load_config(REPO / "configs" / "ppo_carla.yaml", ["n_envs=3", "env.port=2010"])
