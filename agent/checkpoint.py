@@ -115,7 +115,7 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
         encoder = PerceptionNet.from_weights(f"{path}:{_PREFIX}encoder.pt", encoder_bytes)
     except ValueError as exc:
         raise CheckpointError(f"{path}: its encoder does not load here ({exc})") from exc
-    encoder.eval().requires_grad_(False)
+    encoder = encoder.frozen()
     normalizer = pickle.loads(norm_bytes) if norm_bytes is not None else None
     return Checkpoint(config, encoder, normalizer, int(meta.get("num_timesteps", 0)))
 

@@ -30,7 +30,7 @@ MEASUREMENTS = ("speed", "control", "targets", "command")
 
 
 def load_encoder(path: str | Path, device: str | torch.device = "cpu") -> PerceptionNet:
-    """The perception network of ``path`` in eval mode, without gradients.
+    """The perception network of ``path`` for inference (``PerceptionNet.frozen``).
 
     Raises:
         FileNotFoundError: no file (the message says how to train one); ValueError: not a
@@ -42,9 +42,7 @@ def load_encoder(path: str | Path, device: str | torch.device = "cpu") -> Percep
             f"{path}: no perception weights; train them with python -m perception.train "
             "(README, 'Perception') or set encoder_weights in the config"
         )
-    model = PerceptionNet.from_weights(path).to(device).eval()
-    model.requires_grad_(False)
-    return model
+    return PerceptionNet.from_weights(path).to(device).frozen()
 
 
 def _shape(space: spaces.Dict, key: str) -> tuple[int, ...]:

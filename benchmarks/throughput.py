@@ -9,7 +9,6 @@ subprocesses: do not pin it, it needs the cores a real run has.
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import logging
 import resource
@@ -133,6 +132,9 @@ def _timed_frames(
 def run_encoder(args: argparse.Namespace) -> dict[str, Any]:
     """``PerceptionNet.features()`` frames/s on uint8 camera frames, under inference mode.
 
+    The network is the inference copy training and evaluation use (``PerceptionNet.frozen``:
+    batch norms folded into the convolutions).
+
     Measured with the model and input in the default (contiguous) layout and in
     ``torch.channels_last``, in alternating halves so that a drifting machine load biases
     neither; ``frames_per_s`` is the faster layout, ``frames_per_s_batch4`` the RL case (four
@@ -155,12 +157,7 @@ def run_encoder(args: argparse.Namespace) -> dict[str, Any]:
     model = PerceptionNet.from_weights(args.weights) if args.weights else PerceptionNet()
     model = model.eval().to(args.device)
     layouts = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
-    # Module.to(memory_format=...) is PyTorch's documented channels_last switch, missing from
-    # its type stubs.
-    models = {
-        k: copy.deepcopy(model).to(memory_format=v)  # type: ignore[call-overload]
-        for k, v in layouts.items()
-    }
+    models = {k: model.frozen(channels_last=k == "channels_last") for k in layouts}
     sync = torch.cuda.synchronize if args.device == "cuda" else (lambda: None)
     generator = torch.Generator().manual_seed(args.seed)
     rates: dict[tuple[str, int], float] = {}

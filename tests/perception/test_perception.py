@@ -141,6 +141,28 @@ def test_model_shapes() -> None:
         model.features(torch.zeros(2, 96, 160, 3))
 
 
+def test_frozen_copy_folds_batch_norms_and_gives_the_same_outputs() -> None:
+    torch.manual_seed(0)
+    model = PerceptionNet()
+    for module in model.modules():  # statistics and affines a trained network would have
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+            torch.nn.init.uniform_(module.weight, 0.5, 1.5)
+            torch.nn.init.uniform_(module.bias, -0.2, 0.2)
+    model.eval()
+    frozen = model.frozen()
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in frozen.modules())
+    assert not any(p.requires_grad for p in frozen.parameters()) and not frozen.training
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())  # a copy
+    images = torch.randint(0, 256, (3, 3, 96, 160), dtype=torch.uint8)
+    with torch.no_grad():
+        torch.testing.assert_close(
+            frozen.features(images), model.features(images), atol=1e-4, rtol=1e-4
+        )
+        assert (frozen.segment(images) == model.segment(images)).float().mean() > 0.999
+
+
 def test_training_steps_reduce_the_loss(collected: Path, small_net: PerceptionConfig) -> None:
     torch.manual_seed(0)
     model = PerceptionNet(small_net)
