@@ -42,7 +42,13 @@ from agent.callbacks import (
 )
 from agent.checkpoint import load_model, save_checkpoint
 from agent.features import FEATURES, EncoderExtractor, EncoderVecEnv, load_encoder
-from agent.train_config import TrainConfig, algorithm_class, config_to_mapping, dump_config
+from agent.train_config import (
+    TrainConfig,
+    algorithm_class,
+    config_from_mapping,
+    config_to_mapping,
+    dump_config,
+)
 from agent.warmstart import warm_start
 from envs.atomic import write_text_atomic
 from envs.backends.carla_server import server_ports
@@ -187,7 +193,13 @@ def train(
     if resume:
         if checkpoint is None:
             raise RunError(f"--resume {run_dir}: no checkpoint there to resume from")
-        previous = load_yaml_mapping(saved) if saved.exists() else None
+        # Compared as resolved configs, so keys added to TrainConfig since the run started
+        # (at their defaults) do not count as a difference.
+        previous = (
+            config_to_mapping(config_from_mapping(load_yaml_mapping(saved), str(saved)))
+            if saved.exists()
+            else None
+        )
         if previous is not None and previous != config_to_mapping(config):
             raise RunError(
                 f"--resume {run_dir}: the config differs from the run's {saved}; resume with "

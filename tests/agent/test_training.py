@@ -227,6 +227,10 @@ def test_resume_continues_after_an_interruption(
         train(config, run, progress=False)
     with pytest.raises(RunError, match="config differs"):
         train(smoke(encoder_file, "total_steps=256", "checkpoint_every=32"), run, resume=True)
+    # a run started before a key existed (here dagger_rounds, at its default) still resumes
+    saved = run / "config.yaml"
+    old_keys = [line for line in saved.read_text().splitlines() if "dagger_rounds" not in line]
+    saved.write_text("\n".join(old_keys) + "\n")
     rows_before = (run / "progress.csv").read_text().count("\n")
     resumed = train(config, run, resume=True, progress=False)
     assert resumed.num_timesteps == 128
@@ -356,3 +360,15 @@ def test_each_carla_env_gets_its_own_server_ports() -> None:
     assert ports == [(2010, 8000), (2013, 8001), (2016, 8002)]
     embedded = load_config(REPO / "configs" / "ppo.yaml", ["n_envs=2"])
     assert env_config_for(embedded, 1).port == embedded.env.port
+
+
+def test_carla_envs_take_the_configs_timeout_and_retries() -> None:
+    from envs.driving_env import DrivingEnv
+
+    config = load_config(REPO / "configs" / "ppo_carla.yaml", ["env.timeout=30", "env.retries=6"])
+    env = DrivingEnv(env_config_for(config, 1))
+    backend = env._make_backend()  # connects on first use, not here
+    conn = backend._conn  # type: ignore[attr-defined]
+    assert (conn.port, conn.timeout, conn.retries) == (2003, 30.0, 6)
+    with pytest.raises(ConfigError, match="timeout must be > 0"):
+        load_config(REPO / "configs" / "ppo_carla.yaml", ["env.timeout=0"])
