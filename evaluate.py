@@ -98,6 +98,20 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="Traffic Manager port (--backend carla); worker i uses tm-port + i",
     )
     p.add_argument(
+        "--timeout",
+        type=float,
+        default=10.0,
+        help="seconds to wait for the CARLA server to answer a call or deliver a camera image "
+        "before reconnecting (--backend carla; a town load waits up to 120 s)",
+    )
+    p.add_argument(
+        "--retries",
+        type=int,
+        default=3,
+        help="connection attempts to a CARLA server, with exponential backoff, before the "
+        "route is recorded as failed (--backend carla)",
+    )
+    p.add_argument(
         "--workers",
         type=int,
         default=1,
@@ -130,14 +144,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the evaluation; returns the exit code (2 for bad input)."""
-    args = parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
-    config = EvalConfig(
+def eval_config(args: argparse.Namespace) -> EvalConfig:
+    """The evaluation the parsed command line asks for."""
+    return EvalConfig(
         agent=args.agent,
         routes=args.routes,
         route_ids=tuple(args.route_ids.split(",")) if args.route_ids else None,
@@ -150,12 +159,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         host=args.host,
         tm_port=args.tm_port,
         port=args.port,
+        timeout=args.timeout,
+        retries=args.retries,
         workers=args.workers,
         out=args.out,
         resume=args.resume,
         record=args.record,
         seed=args.seed,
     )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the evaluation; returns the exit code (2 for bad input)."""
+    args = parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    config = eval_config(args)
     try:
         results, table = evaluate(config)
     except (RouteFileError, EvaluationError, AgentError, ResultsFileError) as err:

@@ -56,6 +56,8 @@ class EnvConfig:
         host: CARLA server host (``carla`` backend).
         port: CARLA RPC port.
         tm_port: Traffic Manager port.
+        timeout: Bound on every wait for the CARLA server and its camera images [s].
+        retries: Connection attempts to the CARLA server, with exponential backoff.
     """
 
     backend: Literal["embedded", "carla"] = "embedded"
@@ -90,6 +92,8 @@ class EnvConfig:
     host: str = "localhost"
     port: int = 2000
     tm_port: int = 8000
+    timeout: float = 10.0
+    retries: int = 3
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -121,6 +125,7 @@ def _validate(config: EnvConfig) -> None:
         (len(config.weathers) >= 1, "weathers must name at least one preset (or 'route')"),
         (config.leaderboard in (1, 2), "leaderboard must be 1 or 2"),
         (config.vehicles >= 0 and config.walkers >= 0, "vehicles and walkers must be >= 0"),
+        (config.timeout > 0 and config.retries >= 1, "timeout must be > 0 and retries >= 1"),
     ]
     for ok, message in checks:
         if not ok:

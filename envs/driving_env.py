@@ -93,11 +93,10 @@ class DrivingEnv(gym.Env[dict[str, np.ndarray], Any]):
     def _make_backend(self) -> SimulatorBackend:
         c = self.config
         if c.backend == "carla":
-            from envs.backends.carla_backend import CarlaBackend
+            from envs.backends.carla_connection import CarlaOptions
 
-            backend: SimulatorBackend = CarlaBackend(
-                host=c.host, port=c.port, tm_port=c.tm_port, dt=c.physics_dt
-            )
+            options = CarlaOptions(c.host, c.port, c.tm_port, c.timeout, c.retries)
+            backend: SimulatorBackend = options.backend(c.physics_dt)
         else:
             from envs.backends.embedded import EmbeddedBackend
             from envs.sim.world import WorldConfig

@@ -21,6 +21,7 @@ import cv2
 from tqdm import tqdm
 
 from envs.backends.base import LightMode, SimulatorBackend
+from envs.backends.carla_connection import CarlaOptions
 from envs.backends.carla_server import server_ports
 from envs.planner import RoutePlanner
 from envs.routes import RoutePlan, RouteSpec, load_routes, select_routes
@@ -58,6 +59,8 @@ class EvalConfig:
         backend: ``embedded`` or ``carla``.
         host, port: CARLA server address.
         tm_port: Traffic Manager port (CARLA).
+        timeout: Bound on every wait for the CARLA server [s].
+        retries: Connection attempts to the CARLA server, with exponential backoff.
         workers: Parallel workers, each with its own backend; on CARLA each with its own server:
             worker ``i`` on ``port + 3 i`` with its Traffic Manager on ``tm_port + i``.
         out: Results file.
@@ -78,11 +81,18 @@ class EvalConfig:
     host: str = "localhost"
     port: int = 2000
     tm_port: int = 8000
+    timeout: float = 10.0
+    retries: int = 3
     workers: int = 1
     out: Path = Path("results.json")
     resume: bool = False
     record: Path | None = None
     seed: int = 0
+
+    @property
+    def carla(self) -> CarlaOptions:
+        """The CARLA server this evaluation (or worker) drives on."""
+        return CarlaOptions(self.host, self.port, self.tm_port, self.timeout, self.retries)
 
     @property
     def report_dir(self) -> Path:
@@ -178,6 +188,8 @@ def plan_jobs(config: EvalConfig) -> list[Job]:
     """
     if config.repetitions < 1 or config.workers < 1:
         raise EvaluationError("--repetitions and --workers must be at least 1")
+    if config.timeout <= 0 or config.retries < 1:
+        raise EvaluationError("--timeout must be > 0 seconds and --retries at least 1")
     if config.traffic not in TRAFFIC:
         raise EvaluationError(f"--traffic {config.traffic!r}: use one of {', '.join(TRAFFIC)}")
     weathers = _weathers(config.weathers)
@@ -203,9 +215,7 @@ def plan_jobs(config: EvalConfig) -> list[Job]:
 def make_backend(config: EvalConfig, town: str) -> SimulatorBackend:
     """A fresh backend for ``config.backend``, on ``town``."""
     if config.backend == "carla":
-        from envs.backends.carla_backend import CarlaBackend
-
-        backend: SimulatorBackend = CarlaBackend(config.host, config.port, config.tm_port)
+        backend: SimulatorBackend = config.carla.backend()
         backend.load_town(town)
         return backend
     from envs.backends.embedded import EmbeddedBackend

@@ -47,8 +47,8 @@ from envs.backends.base import (
     SimulatorCrashed,
     WorldState,
 )
+from envs.backends.carla_connection import CarlaOptions
 from envs.backends.embedded import EmbeddedBackend
-from envs.config import EnvConfig
 from envs.hazards import Hazards
 from envs.planner import RoutePlanner
 from envs.sim.labels import NUM_LABELS
@@ -182,45 +182,10 @@ class CollectConfig:
         }
 
 
-@dataclass(frozen=True)
-class CarlaOptions:
-    """Where the CARLA server is and how long to wait for it (``backend: carla`` only).
-
-    Not part of the collection's identity: a collection may be continued on another server.
-    Host and ports default as in ``EnvConfig``; the rest as in ``CarlaBackend``.
-
-    Attributes:
-        host: Server address.
-        port: Server RPC port (the server also uses ``port + 1``).
-        tm_port: Traffic Manager port; must differ for each server on a machine.
-        timeout: Bound on every wait for the server and its camera images [s].
-        retries: Connection attempts, with exponential backoff, before giving up.
-    """
-
-    host: str = EnvConfig.host
-    port: int = EnvConfig.port
-    tm_port: int = EnvConfig.tm_port
-    timeout: float = 10.0
-    retries: int = 3
-
-    @property
-    def address(self) -> str:
-        """``host:port``."""
-        return f"{self.host}:{self.port}"
-
-
 def make_backend(config: CollectConfig, carla: CarlaOptions) -> SimulatorBackend:
     """The simulator ``config.backend`` names; a CARLA backend connects on first use."""
     if config.backend == "carla":
-        from envs.backends.carla_backend import CarlaBackend
-
-        return CarlaBackend(
-            host=carla.host,
-            port=carla.port,
-            tm_port=carla.tm_port,
-            timeout=carla.timeout,
-            retries=carla.retries,
-        )
+        return carla.backend()
     return EmbeddedBackend(config.towns[0])
 
 

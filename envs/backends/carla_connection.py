@@ -15,16 +15,61 @@ import importlib
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from envs.backends.base import BackendError, SimulatorCrashed
 from envs.backends.carla_convert import town_name
 from envs.backends.carla_server import ServerProcess
 
+if TYPE_CHECKING:
+    from envs.backends.carla_backend import CarlaBackend
+
 logger = logging.getLogger(__name__)
 
 LOAD_TIMEOUT = 120.0  # [s] longest wait for the server to load or generate a town
+
+
+@dataclass(frozen=True)
+class CarlaOptions:
+    """Where a CARLA server is and how long to wait for it: what every CARLA user here takes.
+
+    ``DrivingEnv`` (``EnvConfig``), ``evaluate.py`` and ``perception.collect`` build their
+    backend from one of these, so the same flags mean the same thing everywhere.
+
+    Attributes:
+        host: Server address.
+        port: Server RPC port (the server also uses ``port + 1``).
+        tm_port: Traffic Manager port; must differ for each server on a machine.
+        timeout: Bound on every wait for the server and its camera images [s] (a town load
+            waits up to ``LOAD_TIMEOUT``).
+        retries: Connection attempts, with exponential backoff, before giving up.
+    """
+
+    host: str = "localhost"
+    port: int = 2000
+    tm_port: int = 8000
+    timeout: float = 10.0
+    retries: int = 3
+
+    @property
+    def address(self) -> str:
+        """``host:port``."""
+        return f"{self.host}:{self.port}"
+
+    def backend(self, dt: float = 0.05) -> CarlaBackend:
+        """A ``CarlaBackend`` for this server (it connects on first use), stepping ``dt`` [s]."""
+        from envs.backends.carla_backend import CarlaBackend
+
+        return CarlaBackend(
+            host=self.host,
+            port=self.port,
+            tm_port=self.tm_port,
+            timeout=self.timeout,
+            retries=self.retries,
+            dt=dt,
+        )
 
 
 def import_carla() -> Any:

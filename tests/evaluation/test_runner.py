@@ -15,7 +15,7 @@ from envs.backends.embedded import EmbeddedBackend
 from envs.sim.weather import Weather
 from envs.types import VehicleControl
 from evaluation.agents import AgentError, make_agent, validate_sensors
-from evaluation.runner import EvalConfig, plan_jobs, worker_config
+from evaluation.runner import EvalConfig, EvaluationError, plan_jobs, worker_config
 from evaluation.runner import evaluate as run_evaluation
 
 START, END = (136.8, -328.25), (218.25, -250.2)  # ~170 m on Grid01 with one right turn
@@ -291,3 +291,20 @@ def test_each_carla_worker_gets_its_own_server_ports(lb1: Path) -> None:
     assert worker_config(embedded, 4) == embedded
     with pytest.raises(ValueError, match=">= 0"):
         server_ports(2000, 8000, -1)
+
+
+def test_carla_timeout_and_retries_reach_each_workers_backend(lb1: Path) -> None:
+    """Regression: evaluate.py had no --timeout/--retries; its CARLA backend used the defaults."""
+    from evaluate import eval_config, parse_args
+
+    flags = ["--backend", "carla", "--port", "2003", "--timeout", "2.5", "--retries", "5"]
+    config = eval_config(parse_args(["--agent", "autopilot", "--routes", str(lb1), *flags]))
+    backend = worker_config(config, 1).carla.backend()  # connects on first use, not here
+    conn = backend._conn
+    assert (conn.port, conn.tm_port, conn.timeout, conn.retries) == (2006, 8001, 2.5, 5)
+    with pytest.raises(EvaluationError, match="--timeout must be > 0"):
+        plan_jobs(
+            eval_config(
+                parse_args(["--agent", "autopilot", "--routes", str(lb1), "--timeout", "0"])
+            )
+        )
