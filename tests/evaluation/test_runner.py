@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -308,3 +309,24 @@ def test_carla_timeout_and_retries_reach_each_workers_backend(lb1: Path) -> None
                 parse_args(["--agent", "autopilot", "--routes", str(lb1), "--timeout", "0"])
             )
         )
+
+
+def test_workers_share_the_cores_out_for_torch(lb1: Path) -> None:
+    """Regression: each worker took all cores for torch, so two policy workers on two cores
+    waited on each other's threads (~170 ms per encoder call instead of ~3 ms)."""
+    import multiprocessing
+
+    import torch
+
+    from evaluation import runner
+
+    assert [runner.worker_threads(w, cores=2) for w in (1, 2, 3)] == [2, 1, 1]
+    assert runner.worker_threads(2, cores=16) == 8
+    before = torch.get_num_threads()
+    try:
+        config = EvalConfig(agent="autopilot", routes=lb1, workers=64)
+        runner._init_worker(config, logging.WARNING, multiprocessing.Value("i", 0))
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+        runner._WORKER = None
