@@ -259,6 +259,7 @@ def train(
                 config.dagger_rounds,
                 config.dagger_steps,
                 config.dagger_epochs,
+                config.bc_turn_share,
                 on_stage=save_stage,
             )
         remaining = config.total_steps - model.num_timesteps

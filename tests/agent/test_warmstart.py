@@ -38,3 +38,17 @@ def test_a_learner_that_sits_at_a_green_light_gives_starts() -> None:
     actions[10:, 1] = 1.0  # green: the learner sat on, the expert says go
     keep = _standing_balance(speed, actions, 0.0, np.random.default_rng(0))
     assert set(keep.tolist()) == set(range(10, 30))  # every start kept, no wait
+
+
+def test_turns_are_repeated_to_the_asked_share() -> None:
+    from agent.warmstart import _turn_balance
+
+    actions = np.zeros((100, 2), dtype=np.float32)
+    actions[:5, 0] = -0.6  # five samples of a left turn among 95 straight ones
+    keep = _turn_balance(actions, 0.3)
+    turning = np.abs(actions[keep, 0]) > 0.15
+    assert 0.25 < turning.mean() < 0.35
+    assert set(keep.tolist()) == set(range(100))  # nothing dropped
+    assert np.array_equal(_turn_balance(actions, 0.0), np.arange(100))
+    actions[:, 0] = 0.0
+    assert np.array_equal(_turn_balance(actions, 0.3), np.arange(100))  # no turns: as is
