@@ -21,7 +21,7 @@ from envs.routes import RouteFileError
 from evaluation.agents import AGENT_NAMES, AgentError
 from evaluation.drive import TRAFFIC
 from evaluation.results import ResultsFileError
-from evaluation.runner import EvalConfig, EvaluationError, evaluate
+from evaluation.runner import EvalConfig, EvaluationError, evaluate, worker_threads
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -112,6 +112,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "route is recorded as failed (--backend carla)",
     )
     p.add_argument(
+        "--torch-threads",
+        type=int,
+        default=1,
+        help="torch threads of each process that drives (default 1: a policy encodes one frame "
+        "per tick, where more threads gain little and lose much when anything else uses the "
+        "cores); 0 shares the cores out among the workers",
+    )
+    p.add_argument(
         "--workers",
         type=int,
         default=1,
@@ -166,6 +174,7 @@ def eval_config(args: argparse.Namespace) -> EvalConfig:
         resume=args.resume,
         record=args.record,
         seed=args.seed,
+        torch_threads=args.torch_threads,
     )
 
 
@@ -177,6 +186,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(levelname)s %(name)s: %(message)s",
     )
     config = eval_config(args)
+    if config.workers == 1:  # the workers of a pool set their own
+        import torch
+
+        torch.set_num_threads(worker_threads(config))
     try:
         results, table = evaluate(config)
     except (RouteFileError, EvaluationError, AgentError, ResultsFileError) as err:

@@ -68,6 +68,8 @@ class EvalConfig:
         resume: Skip the routes the results file already holds.
         record: Folder for one MP4 per route (embedded backend only); ``None``: no videos.
         seed: Base seed.
+        torch_threads: Torch threads of each process that drives (``worker_threads``); 0:
+            the cores shared out among the workers.
     """
 
     agent: str
@@ -89,6 +91,7 @@ class EvalConfig:
     resume: bool = False
     record: Path | None = None
     seed: int = 0
+    torch_threads: int = 1
 
     @property
     def carla(self) -> CarlaOptions:
@@ -189,6 +192,8 @@ def plan_jobs(config: EvalConfig) -> list[Job]:
     """
     if config.repetitions < 1 or config.workers < 1:
         raise EvaluationError("--repetitions and --workers must be at least 1")
+    if config.torch_threads < 0:
+        raise EvaluationError("--torch-threads must be >= 0 (0: the cores shared out)")
     if config.timeout <= 0 or config.retries < 1:
         raise EvaluationError("--timeout must be > 0 seconds and --retries at least 1")
     if config.traffic not in TRAFFIC:
@@ -235,16 +240,20 @@ def worker_config(config: EvalConfig, index: int) -> EvalConfig:
     return replace(config, port=port, tm_port=tm_port)
 
 
-def worker_threads(workers: int, cores: int | None = None) -> int:
-    """Torch threads for each of ``workers`` processes: the cores shared out, at least one.
+def worker_threads(config: EvalConfig, cores: int | None = None) -> int:
+    """Torch threads for each process that drives: ``config.torch_threads``, or with 0 the
+    cores shared out among the workers (at least one).
 
-    A policy agent runs its encoder on one frame per tick. With every worker on torch's
-    default (all cores), two workers on two cores made each ``features()`` call wait ~170 ms
-    for the other's threads instead of taking ~3 ms: a 12-route evaluation took 35 minutes.
+    A policy agent runs its encoder on one frame per tick, where a second thread gains ~10 %
+    (3.1 -> 2.8 ms here) and threads that wait on another process's are ruinous: two
+    evaluations on two cores, each on torch's default of all cores, took ~170 ms per encoder
+    call, and a 12-route evaluation 35 minutes instead of 2.5.
     """
+    if config.torch_threads > 0:
+        return config.torch_threads
     if cores is None:
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, (cores or 1) // max(workers, 1))
+    return max(1, (cores or 1) // max(config.workers, 1))
 
 
 def _init_worker(config: EvalConfig, level: int, counter: Any) -> None:
@@ -252,7 +261,7 @@ def _init_worker(config: EvalConfig, level: int, counter: Any) -> None:
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     import torch
 
-    torch.set_num_threads(worker_threads(config.workers))
+    torch.set_num_threads(worker_threads(config))
     with counter.get_lock():
         index = int(counter.value)
         counter.value += 1

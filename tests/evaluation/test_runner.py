@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -320,11 +321,16 @@ def test_workers_share_the_cores_out_for_torch(lb1: Path) -> None:
 
     from evaluation import runner
 
-    assert [runner.worker_threads(w, cores=2) for w in (1, 2, 3)] == [2, 1, 1]
-    assert runner.worker_threads(2, cores=16) == 8
+    def threads(workers: int, cores: int, torch_threads: int = 0) -> int:
+        config = EvalConfig(agent="autopilot", routes=lb1, workers=workers)
+        return runner.worker_threads(replace(config, torch_threads=torch_threads), cores)
+
+    assert [threads(w, cores=2) for w in (1, 2, 3)] == [2, 1, 1]
+    assert threads(2, cores=16) == 8 and threads(2, cores=16, torch_threads=3) == 3
+    assert EvalConfig(agent="autopilot", routes=lb1).torch_threads == 1  # the default
     before = torch.get_num_threads()
     try:
-        config = EvalConfig(agent="autopilot", routes=lb1, workers=64)
+        config = EvalConfig(agent="autopilot", routes=lb1, workers=64, torch_threads=0)
         runner._init_worker(config, logging.WARNING, multiprocessing.Value("i", 0))
         assert torch.get_num_threads() == 1
     finally:
