@@ -234,7 +234,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
-        model = load_model(args.weights)
+        model = load_model(args.weights).frozen()
         data = ShardDataset(args.data)
     except (FileNotFoundError, ValueError) as err:  # DatasetError is a ValueError
         print(f"error: {err}", file=sys.stderr)
