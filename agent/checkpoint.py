@@ -19,12 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
 from agent.train_config import TrainConfig, algorithm_class, config_from_mapping, dump_config
 from envs.atomic import atomic_path
+from envs.config import load_yaml
 from perception.model import PerceptionNet
 
 FORMAT = "segdrive-agent"
@@ -108,7 +108,7 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
             f"this code reads {FORMAT} v{VERSION}"
         )
     try:
-        config = config_from_mapping(yaml.safe_load(config_text), f"{path}: config")
+        config = config_from_mapping(load_yaml(config_text), f"{path}: config")
     except ValueError as exc:
         raise CheckpointError(f"{path}: its config does not load here ({exc})") from exc
     try:

@@ -7,6 +7,7 @@ default). ``--set key=value`` overrides parse values as YAML scalars.
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args, get_origin, get_type_hints
@@ -184,13 +185,41 @@ def dataclass_to_dict(config: Any) -> dict[str, Any]:
     }
 
 
+class _ConfigLoader(yaml.SafeLoader):
+    """YAML's safe loader, with ``1e-4`` read as a float.
+
+    PyYAML follows YAML 1.1, whose floats need a dot (``1.0e-4``), so ``--set
+    algo_kwargs.learning_rate=1e-4`` arrived as the string ``"1e-4"`` and the model could not
+    be built; YAML 1.2 and Python read it as a number.
+    """
+
+
+_ConfigLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+        |\.[0-9_]+(?:[eE][-+][0-9]+)?
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN))$""",
+        re.VERBOSE,
+    ),
+    list("-+0123456789."),
+)
+
+
+def load_yaml(text: str) -> Any:
+    """Parse config YAML (``_ConfigLoader``): files, ``--set`` values, saved run configs."""
+    return yaml.load(text, Loader=_ConfigLoader)
+
+
 def load_yaml_mapping(path: str | Path) -> dict[str, Any]:
     """A YAML file's top-level mapping; clear errors for a missing file or another shape."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such config file")
     try:
-        loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        loaded = load_yaml(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as exc:
         raise ValueError(f"{path}: not valid YAML ({exc})") from exc
     if not isinstance(loaded, dict):
@@ -210,7 +239,7 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
         key, sep, text = pair.partition("=")
         if not sep or not key:
             raise ValueError(f"override {pair!r} must look like key=value")
-        out[key.strip()] = yaml.safe_load(text)
+        out[key.strip()] = load_yaml(text)
     return out
 
 

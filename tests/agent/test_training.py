@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 from stable_baselines3.common.logger import Logger
+from stable_baselines3.common.vec_env import unwrap_vec_normalize
 
 import train as train_cli
 from agent.callbacks import (
@@ -104,6 +105,14 @@ def test_shipped_configs_load() -> None:
 def test_bad_config_names_the_problem(overrides: list[str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         load_config(SMOKE, overrides)
+
+
+def test_scientific_notation_in_set_is_a_number() -> None:
+    """Regression: YAML 1.1 reads ``1e-4`` (no dot) as a string; the README's own example
+    ``--set algo_kwargs.learning_rate=1e-4`` then failed when the model was built."""
+    config = load_config(REPO / "configs" / "ppo.yaml", ["algo_kwargs.learning_rate=1e-4"])
+    assert config.algo_kwargs["learning_rate"] == pytest.approx(1e-4)
+    assert load_config(None, ["env.target_speed=8e0"]).env.target_speed == 8.0
 
 
 def test_cli_reports_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -372,3 +381,40 @@ def test_carla_envs_take_the_configs_timeout_and_retries() -> None:
     assert (conn.port, conn.timeout, conn.retries) == (2003, 30.0, 6)
     with pytest.raises(ConfigError, match="timeout must be > 0"):
         load_config(REPO / "configs" / "ppo_carla.yaml", ["env.timeout=0"])
+
+
+def test_init_from_starts_a_fresh_run_from_a_checkpoints_policy(
+    encoder_file: Path, tmp_path: Path
+) -> None:
+    from agent.training import _initial_model
+
+    first = smoke(encoder_file, "total_steps=64")
+    train(first, tmp_path / "a", progress=False)
+    start = tmp_path / "a" / FINAL
+    config = smoke(
+        encoder_file, f"init_from={start}", "algo_kwargs.learning_rate=1e-5", "total_steps=64"
+    )
+    venv = make_vec_env(config)
+    try:
+        model = _initial_model(config, venv, "cpu")
+        loaded, extras = load_model(start)
+        assert model.num_timesteps == 0 and extras.num_timesteps == 64
+        assert model.learning_rate == 1e-5  # this config's settings
+        for (name, a), (_, b) in zip(
+            model.policy.state_dict().items(), loaded.policy.state_dict().items(), strict=True
+        ):
+            torch.testing.assert_close(a, b, msg=name)
+        norm = unwrap_vec_normalize(venv)
+        assert norm is not None and extras.normalizer is not None
+        np.testing.assert_array_equal(
+            norm.obs_rms["speed"].mean, extras.normalizer.obs_rms["speed"].mean
+        )
+        with pytest.raises(RunError, match="no such checkpoint"):
+            _initial_model(smoke(encoder_file, f"init_from={tmp_path / 'none.zip'}"), venv, "cpu")
+        other = smoke(encoder_file, f"init_from={start}", "measurements=[speed, command]")
+        with pytest.raises(RunError, match="saw measurements"):
+            _initial_model(other, venv, "cpu")
+    finally:
+        venv.close()
+    model = train(config, tmp_path / "b", progress=False)  # no warm start, PPO from there
+    assert model.num_timesteps == 64
