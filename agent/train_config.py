@@ -56,6 +56,10 @@ class TrainConfig:
         env: Environment settings (``envs.config.EnvConfig`` fields; ``frame_stack`` is forced
             to 1, stacking happens on features).
         encoder_weights: Perception weights; empty: the shipped ones.
+        init_from: A checkpoint (``.zip`` of ``train.py``) whose policy and normalisation
+            statistics a fresh run starts from instead of a new policy and the warm start
+            (e.g. PPO on the shipped cloned agent). It must have been trained with the same
+            encoder and measurements; this config's ``algo_kwargs`` apply. Empty: off.
         feature_stack: Encoded frames the policy sees (newest last).
         measurements: Measurements the policy sees besides the features (``speed``,
             ``control``, ``targets``, ``command``). ``control`` (the last action) is left out
@@ -105,6 +109,7 @@ class TrainConfig:
     torch_threads: int = 0
     env: EnvConfig = field(default_factory=EnvConfig)
     encoder_weights: str = ""
+    init_from: str = ""
     feature_stack: int = 2
     measurements: tuple[str, ...] = ("speed", "targets", "command")
     finetune_encoder: bool = False

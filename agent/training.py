@@ -40,7 +40,7 @@ from agent.callbacks import (
     RunCallback,
     tensorboard_writer,
 )
-from agent.checkpoint import load_model, save_checkpoint
+from agent.checkpoint import load_model, read_checkpoint, save_checkpoint
 from agent.features import FEATURES, EncoderExtractor, EncoderVecEnv, load_encoder
 from agent.train_config import (
     TrainConfig,
@@ -140,6 +140,31 @@ def build_model(config: TrainConfig, venv: VecEnv, device: str) -> BaseAlgorithm
     )
 
 
+def _initial_model(config: TrainConfig, venv: VecEnv, device: str) -> BaseAlgorithm:
+    """A fresh run's model from ``config.init_from``: its policy (and optimizer) and its
+    normalisation statistics, this config's algorithm settings, the step counter at 0."""
+    path = Path(config.init_from)
+    if not path.is_file():
+        raise RunError(f"init_from: {path}: no such checkpoint")
+    previous = read_checkpoint(path)
+    if previous.config.algo != config.algo:
+        raise RunError(
+            f"init_from: {path} is a {previous.config.algo} checkpoint, this run is {config.algo}"
+        )
+    if previous.config.measurements != config.measurements:
+        raise RunError(
+            f"init_from: {path} saw measurements {previous.config.measurements}, this config "
+            f"gives {config.measurements}"
+        )
+    model, extras = load_model(path, env=venv, device=device, **config.algo_kwargs)
+    norm = unwrap_vec_normalize(venv)
+    if norm is not None and extras.normalizer is not None:
+        norm.obs_rms = extras.normalizer.obs_rms
+    model.num_timesteps = 0
+    logger.info("starting from %s (trained %d steps)", path, extras.num_timesteps)
+    return model
+
+
 def _hyperparameters(writer: Any, config: TrainConfig) -> None:
     """The config as TensorBoard hyperparameters (flattened, scalars and strings only)."""
     flat: dict[str, Any] = {}
@@ -224,6 +249,8 @@ def train(
             if replay.exists() and hasattr(model, "load_replay_buffer"):
                 model.load_replay_buffer(replay)
             logger.info("resuming %s at step %d", checkpoint, model.num_timesteps)
+        elif config.init_from:
+            model = _initial_model(config, venv, device)
         else:
             model = build_model(config, venv, device)
         sb3_logger = configure(str(run_dir), ["tensorboard"])
@@ -232,7 +259,7 @@ def train(
         writer = tensorboard_writer(sb3_logger)
         if writer is not None and checkpoint is None:
             _hyperparameters(writer, config)
-        if checkpoint is None and config.bc_steps:
+        if checkpoint is None and config.bc_steps and not config.init_from:
 
             def save_stage(name: str, losses: dict[str, float]) -> None:
                 for key, value in losses.items():
