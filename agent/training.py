@@ -276,17 +276,17 @@ def train(
             warm_start(
                 model,  # type: ignore[arg-type]
                 venv,
-                config.bc_steps,
-                config.bc_epochs,
-                config.bc_noise,
-                config.seed,
-                progress,
-                config.bc_standing_keep,
-                config.bc_pedal_noise,
-                config.dagger_rounds,
-                config.dagger_steps,
-                config.dagger_epochs,
-                config.bc_turn_share,
+                steps=config.bc_steps,
+                epochs=config.bc_epochs,
+                steer_noise=config.bc_noise,
+                seed=config.seed,
+                progress=progress,
+                standing_keep=config.bc_standing_keep,
+                pedal_noise=config.bc_pedal_noise,
+                dagger_rounds=config.dagger_rounds,
+                dagger_steps=config.dagger_steps,
+                dagger_epochs=config.dagger_epochs,
+                turn_share=config.bc_turn_share,
                 on_stage=save_stage,
             )
         remaining = config.total_steps - model.num_timesteps
