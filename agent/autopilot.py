@@ -20,7 +20,7 @@ from envs.config import EnvConfig
 from envs.criteria import CriteriaStatus, RouteCriteria
 from envs.driving_env import DrivingEnv
 from envs.hazards import Hazards, RouteHazards, predicted
-from envs.reward import COMFORT_DECEL, desired_speed, stops_for_light
+from envs.reward import COMFORT_DECEL, LIGHT_STOP_GAP, desired_speed, stops_for_light
 from envs.routes import RoutePlan
 from envs.sim.roadmap import RoadMap
 from envs.types import Transform, VehicleControl
@@ -154,8 +154,8 @@ class Autopilot:
         The speed controller alone brakes in proportion to overspeed, which can carry the car
         over the line; this asks for the deceleration the remaining distance needs.
         """
-        distance = hazards.light_distance - 1.0
-        if not math.isfinite(distance) or not stops_for_light(hazards, speed, margin=1.0):
+        distance = hazards.light_distance - LIGHT_STOP_GAP
+        if not math.isfinite(distance) or not stops_for_light(hazards, speed):
             return 0.0  # no light, green, or too close to stop comfortably on yellow
         needed = speed * speed / (2.0 * max(distance, 0.3))
         return float(min(1.0, needed / STOP_DECEL)) if needed > 0.5 else 0.0

@@ -15,7 +15,14 @@ from envs.hazards import Hazards
 from envs.types import TrafficLightState
 
 COMFORT_DECEL = 2.5  # [m/s^2] deceleration the target speed profile assumes before a hazard
-STOP_MARGIN = {"light": 2.0, "vehicle": 5.0, "walker": 6.0}  # [m] where the profile ends at 0
+LIGHT_STOP_GAP = 4.0
+"""[m] Between the car's front and the stop line where a car stops for a light. The lamp hangs
+over the lane about a metre before the line, 4.3 m up: from a front camera 2.4 m up and 1 m
+behind the bumper, with the 96-row image's +-36 deg vertical view, it stays in view only while
+the bumper is more than ~2 m from the line. A car stopped closer (1.6 m, as before) cannot see
+the light turn green, and a driver that sees only its camera never starts again."""
+STOP_MARGIN = {"light": LIGHT_STOP_GAP + 1.0, "vehicle": 5.0, "walker": 6.0}
+"""[m] Distance to the hazard at which the speed profile reaches 0."""
 FOLLOW_HEADWAY = 1.0  # [s] time gap kept behind a moving car, on top of its stop margin
 MAX_LATERAL = 2.0  # [m] lateral error at which the lateral term bottoms out
 MAX_HEADING = math.pi / 2  # [rad] heading error at which the heading term bottoms out
