@@ -8,6 +8,9 @@ Layout of a run folder::
     runs/NAME/eval.csv             periodic evaluation: steps, wall time, DS, RC, ...
     runs/NAME/checkpoints/step_000050000.zip ...   the last ``keep_checkpoints``
     runs/NAME/checkpoints/best.zip                 best evaluation driving score
+    runs/NAME/checkpoints/warmstart.zip, dagger_<i>.zip   the warm start's stages
+    runs/NAME/checkpoints/<stage>.demos.npz        their demonstrations, while the warm start
+                                                   runs (a resume continues from them)
     runs/NAME/final.zip                            after the last step
 """
 
@@ -49,7 +52,13 @@ from agent.train_config import (
     config_to_mapping,
     dump_config,
 )
-from agent.warmstart import warm_start
+from agent.warmstart import (
+    Demonstrations,
+    load_demonstrations,
+    save_demonstrations,
+    stage_name,
+    warm_start,
+)
 from envs.atomic import write_text_atomic
 from envs.backends.carla_server import server_ports
 from envs.config import EnvConfig, load_yaml_mapping
@@ -179,6 +188,69 @@ def _hyperparameters(writer: Any, config: TrainConfig) -> None:
         writer.file_writer.add_summary(summary)
 
 
+def _warm_start(
+    config: TrainConfig,
+    run_dir: Path,
+    model: BaseAlgorithm,
+    venv: VecEnv,
+    stage: tuple[int, Path] | None,
+    progress: bool,
+    sb3_logger: Any,
+) -> None:
+    """The behaviour-cloning warm start and DAgger rounds, resumable stage by stage.
+
+    Every stage saves its demonstrations, then its checkpoint (so a checkpoint on disk means
+    its data is too); a run killed in the warm start resumes after its last finished stage with
+    that stage's policy and all demonstrations so far (the envs restart their episodes). The
+    demonstration files are removed once the warm start is over.
+    """
+
+    def save_stage(name: str, losses: dict[str, float], new: Demonstrations) -> None:
+        for key, value in losses.items():
+            sb3_logger.record(f"warmstart/{key}", value)
+        sb3_logger.dump(0)
+        save_demonstrations(run_dir / CHECKPOINTS / f"{name}{DEMOS_SUFFIX}", new)
+        save_checkpoint(
+            run_dir / CHECKPOINTS / f"{name}.zip",
+            model,
+            config,
+            config.encoder_path,
+            unwrap_vec_normalize(venv),
+        )
+
+    resume = None
+    if stage is not None:
+        files = [_demos_path(run_dir, i) for i in range(stage[0] + 1)]
+        try:
+            if stage[0] < config.dagger_rounds:
+                resume = (stage[0], load_demonstrations(files))
+        except ValueError as error:
+            raise RunError(
+                f"--resume {run_dir}: {error}; delete {stage[1]} to go back a stage, or start "
+                "the run again in a new --run-dir"
+            ) from error
+    if stage is None or stage[0] < config.dagger_rounds:
+        warm_start(
+            model,  # type: ignore[arg-type]
+            venv,
+            steps=config.bc_steps,
+            epochs=config.bc_epochs,
+            steer_noise=config.bc_noise,
+            seed=config.seed,
+            progress=progress,
+            standing_keep=config.bc_standing_keep,
+            pedal_noise=config.bc_pedal_noise,
+            dagger_rounds=config.dagger_rounds,
+            dagger_steps=config.dagger_steps,
+            dagger_epochs=config.dagger_epochs,
+            turn_share=config.bc_turn_share,
+            on_stage=save_stage,
+            resume=resume,
+        )
+    for path in (run_dir / CHECKPOINTS).glob(f"*{DEMOS_SUFFIX}"):
+        path.unlink()
+
+
 # --------------------------------------------------------------------------------- run
 def latest_checkpoint(run_dir: Path) -> Path | None:
     """The newest periodic checkpoint of a run (or its final one)."""
@@ -187,6 +259,45 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
     if final.exists():
         candidates.append(final)
     return max(candidates, key=lambda p: p.stat().st_mtime, default=None)
+
+
+DEMOS_SUFFIX = ".demos.npz"
+
+
+def _demos_path(run_dir: Path, stage: int) -> Path:
+    return run_dir / CHECKPOINTS / f"{stage_name(stage)}{DEMOS_SUFFIX}"
+
+
+def finished_warm_stage(run_dir: Path, config: TrainConfig) -> tuple[int, Path] | None:
+    """The last warm-start stage a run can continue after: ``(stage, checkpoint)``.
+
+    A stage counts when its checkpoint is there and, unless it is the last stage, so are the
+    demonstrations of it and of every stage before it (the next DAgger round clones them all).
+    """
+    if not config.bc_steps or config.init_from:
+        return None
+    for stage in range(config.dagger_rounds, -1, -1):
+        checkpoint = run_dir / CHECKPOINTS / f"{stage_name(stage)}.zip"
+        if not checkpoint.exists():
+            continue
+        if stage == config.dagger_rounds or all(
+            _demos_path(run_dir, i).exists() for i in range(stage + 1)
+        ):
+            return stage, checkpoint
+    return None
+
+
+def _restore(path: Path, venv: VecEnv, device: str) -> BaseAlgorithm:
+    """The model of checkpoint ``path`` with its normalisation statistics (and replay buffer)."""
+    model, extras = load_model(path, env=venv, device=device)
+    norm = unwrap_vec_normalize(venv)
+    if norm is not None and extras.normalizer is not None:
+        norm.obs_rms = extras.normalizer.obs_rms
+    replay = path.with_suffix(".replay.pkl")
+    if replay.exists() and hasattr(model, "load_replay_buffer"):
+        model.load_replay_buffer(replay)
+    logger.info("resuming %s at step %d", path, model.num_timesteps)
+    return model
 
 
 def resolve_device(device: str) -> str:
@@ -215,8 +326,9 @@ def train(
         torch.set_num_threads(config.torch_threads)
     saved = run_dir / "config.yaml"
     checkpoint = latest_checkpoint(run_dir) if resume else None
+    stage = finished_warm_stage(run_dir, config) if resume and checkpoint is None else None
     if resume:
-        if checkpoint is None:
+        if checkpoint is None and stage is None:
             raise RunError(f"--resume {run_dir}: no checkpoint there to resume from")
         # Compared as resolved configs, so keys added to TrainConfig since the run started
         # (at their defaults) do not count as a difference.
@@ -241,14 +353,9 @@ def train(
     venv = make_vec_env(config, device)
     try:
         if checkpoint is not None:
-            model, extras = load_model(checkpoint, env=venv, device=device)
-            norm = unwrap_vec_normalize(venv)
-            if norm is not None and extras.normalizer is not None:
-                norm.obs_rms = extras.normalizer.obs_rms
-            replay = checkpoint.with_suffix(".replay.pkl")
-            if replay.exists() and hasattr(model, "load_replay_buffer"):
-                model.load_replay_buffer(replay)
-            logger.info("resuming %s at step %d", checkpoint, model.num_timesteps)
+            model = _restore(checkpoint, venv, device)
+        elif stage is not None:
+            model = _restore(stage[1], venv, device)
         elif config.init_from:
             model = _initial_model(config, venv, device)
         else:
@@ -257,38 +364,10 @@ def train(
         sb3_logger.output_formats.append(ResumableCSV(run_dir / "progress.csv"))
         model.set_logger(sb3_logger)
         writer = tensorboard_writer(sb3_logger)
-        if writer is not None and checkpoint is None:
+        if writer is not None and checkpoint is None and stage is None:
             _hyperparameters(writer, config)
         if checkpoint is None and config.bc_steps and not config.init_from:
-
-            def save_stage(name: str, losses: dict[str, float]) -> None:
-                for key, value in losses.items():
-                    sb3_logger.record(f"warmstart/{key}", value)
-                sb3_logger.dump(0)
-                save_checkpoint(
-                    run_dir / CHECKPOINTS / f"{name}.zip",
-                    model,
-                    config,
-                    config.encoder_path,
-                    unwrap_vec_normalize(venv),
-                )
-
-            warm_start(
-                model,  # type: ignore[arg-type]
-                venv,
-                steps=config.bc_steps,
-                epochs=config.bc_epochs,
-                steer_noise=config.bc_noise,
-                seed=config.seed,
-                progress=progress,
-                standing_keep=config.bc_standing_keep,
-                pedal_noise=config.bc_pedal_noise,
-                dagger_rounds=config.dagger_rounds,
-                dagger_steps=config.dagger_steps,
-                dagger_epochs=config.dagger_epochs,
-                turn_share=config.bc_turn_share,
-                on_stage=save_stage,
-            )
+            _warm_start(config, run_dir, model, venv, stage, progress, sb3_logger)
         remaining = config.total_steps - model.num_timesteps
         if remaining > 0:
             model.learn(

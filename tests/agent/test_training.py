@@ -362,6 +362,65 @@ def test_dagger_rounds_let_the_learner_drive_and_keep_the_expert_labels(
     assert extras.normalizer is not None and loaded.num_timesteps == 0
 
 
+def test_a_run_killed_in_the_warm_start_resumes_after_its_last_stage(
+    encoder_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import agent.warmstart as warmstart
+
+    rounds = ["bc_steps=32", "bc_epochs=1", "dagger_rounds=2", "dagger_steps=16", "total_steps=64"]
+    config = smoke(encoder_file, *rounds)
+    run = tmp_path / "run"
+    collect = warmstart.collect_demonstrations
+    calls: list[bool] = []  # per collection: whether the learner drove (a DAgger round)
+    sizes: list[int] = []
+
+    def dies_in_round_2(*args: Any, **kwargs: Any) -> Any:
+        calls.append(kwargs.get("driver") is not None)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        data = collect(*args, **kwargs)
+        sizes.append(len(data[1]))
+        return data
+
+    monkeypatch.setattr(warmstart, "collect_demonstrations", dies_in_round_2)
+    with pytest.raises(KeyboardInterrupt):
+        train(config, run, progress=False)
+    assert {p.name for p in (run / CHECKPOINTS).iterdir()} == {
+        "warmstart.zip",
+        "warmstart.demos.npz",
+        "dagger_1.zip",
+        "dagger_1.demos.npz",
+    }
+    saved = warmstart.load_demonstrations(
+        [run / CHECKPOINTS / "warmstart.demos.npz", run / CHECKPOINTS / "dagger_1.demos.npz"]
+    )
+    assert len(saved[1]) == sum(sizes)  # both stages' samples
+    cloned: list[int] = []
+    clone = warmstart._clone
+
+    def counts(model: Any, venv: Any, data: Any, *args: Any, **kwargs: Any) -> Any:
+        cloned.append(len(data[1]))
+        return clone(model, venv, data, *args, **kwargs)
+
+    monkeypatch.setattr(warmstart, "_clone", counts)
+    calls.clear()
+    resumed = train(config, run, resume=True, progress=False)
+    assert calls == [True]  # only round 2 ran, with the learner at the wheel
+    assert cloned == [sum(sizes)]  # on the saved stages' samples and round 2's
+    assert resumed.num_timesteps == 64
+    names = {p.name for p in (run / CHECKPOINTS).iterdir()}
+    assert "dagger_2.zip" in names and not any(n.endswith(".npz") for n in names)
+    assert (run / FINAL).exists()
+    broken = tmp_path / "broken"
+    with pytest.raises(KeyboardInterrupt):
+        calls.clear()
+        monkeypatch.setattr(warmstart, "collect_demonstrations", dies_in_round_2)
+        train(config, broken, progress=False)
+    (broken / CHECKPOINTS / "dagger_1.demos.npz").write_bytes(b"half a file")
+    with pytest.raises(RunError, match=r"dagger_1\.demos\.npz: unreadable"):
+        train(config, broken, resume=True, progress=False)
+
+
 def test_each_carla_env_gets_its_own_server_ports() -> None:
     """Regression: every training env connected to the same CARLA port and Traffic Manager."""
     config = load_config(REPO / "configs" / "ppo_carla.yaml", ["n_envs=3", "env.port=2010"])
