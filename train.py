@@ -57,7 +57,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         type=Path,
         metavar="RUN_DIR",
         help="continue the run in RUN_DIR from its latest checkpoint (step counter, optimizer, "
-        "normalisation statistics, replay buffer if saved)",
+        "normalisation statistics, replay buffer if saved); a run stopped in its warm start "
+        "continues after the last finished stage (warmstart, dagger_<i>)",
     )
     parser.add_argument(
         "--device",
