@@ -45,6 +45,8 @@ COLUMNS = (
     "seen_light_distance",
     "light_state",
     "light_distance",
+    "seen_vehicle_gap",
+    "vehicle_gap",
 )
 
 
@@ -85,6 +87,8 @@ class WatchedAgent(PolicyAgent):
             "seen_light_distance": round(float(out["light_distance"][0]) * MAX_DISTANCE, 1),
             "light_state": TrafficLightState(int(hazards.light_state)).name,
             "light_distance": round(hazards.light_distance, 1),
+            "seen_vehicle_gap": round(float(out["vehicle_gap"][0]) * MAX_DISTANCE, 1),
+            "vehicle_gap": round(min(hazards.vehicle_gap, MAX_DISTANCE), 1),
         }
         row.update({f"p_{name}": round(p, 3) for name, p in zip(LIGHT_CLASSES, probs, strict=True)})
         self.rows.append(row)

@@ -13,7 +13,9 @@ import torch
 from torch.utils.data import DataLoader
 
 from perception.collect import (
+    LIGHT_CLASSES,
     MANIFEST,
+    MAX_DISTANCE,
     SHARD_KEYS,
     TRAIN_WEATHERS,
     CollectConfig,
@@ -23,6 +25,7 @@ from perception.collect import (
 from perception.collect_cli import parse_args
 from perception.dataset import DatasetError, ShardDataset
 from perception.model import (
+    DISTANCE_KEYS,
     FEATURE_DIM,
     NUM_CLASSES,
     PerceptionConfig,
@@ -177,6 +180,29 @@ def test_training_steps_reduce_the_loss(collected: Path, small_net: PerceptionCo
         losses.append(loss.item())
     assert set(terms) >= {"segmentation", "light_state", "vehicle_gap"}
     assert losses[-1] < 0.7 * losses[0], losses
+
+
+def test_a_distance_error_of_metres_costs_as_much_as_a_confident_mistake() -> None:
+    """Regression: with smooth-L1's default beta the distances were quadratic over their whole
+    [0, 1] range, so a car 3 m ahead read as 15 m cost almost nothing next to the
+    cross-entropies, and the vehicle-gap head never learned near cars."""
+    batch_size = 4
+    outputs = {
+        "segmentation": torch.zeros(batch_size, NUM_CLASSES, 2, 2),
+        "light_state": torch.zeros(batch_size, len(LIGHT_CLASSES)),
+        "lateral_offset": torch.zeros(batch_size),
+        "heading_error": torch.zeros(batch_size),
+        **{k: torch.full((batch_size,), 15.0 / MAX_DISTANCE) for k in DISTANCE_KEYS},
+    }
+    batch = {
+        "labels": torch.zeros(batch_size, 4, 4, dtype=torch.long),
+        "light_state": torch.zeros(batch_size, dtype=torch.long),
+        "lateral_offset": torch.zeros(batch_size),
+        "heading_error": torch.zeros(batch_size),
+        **{k: torch.full((batch_size,), 3.0) for k in DISTANCE_KEYS},
+    }
+    _, terms = perception_loss(outputs, batch)
+    assert terms["vehicle_gap"] > 0.2  # ~12 m / 50 m, nearly L1 (was 0.5 * 0.24**2 = 0.03)
 
 
 def test_weights_round_trip_and_mismatch(tmp_path: Path) -> None:
