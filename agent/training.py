@@ -244,6 +244,7 @@ def _warm_start(
             dagger_steps=config.dagger_steps,
             dagger_epochs=config.dagger_epochs,
             turn_share=config.bc_turn_share,
+            steer_weight=config.bc_steer_weight,
             on_stage=save_stage,
             resume=resume,
         )

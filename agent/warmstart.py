@@ -217,11 +217,13 @@ def behaviour_clone(
     batch_size: int = 256,
     lr: float = 1e-3,
     seed: int = 0,
+    steer_weight: float = 1.0,
 ) -> dict[str, float]:
     """Fit the policy mean to ``actions`` (MSE) and the value head to ``returns``.
 
     ``observations`` must already be normalised as the policy sees them. The policy's log-std
-    is left alone so that PPO keeps its exploration. Returns the last epoch's mean losses.
+    is left alone so that PPO keeps its exploration. The steering error (action 0) weighs
+    ``steer_weight`` times the others'. Returns the last epoch's mean losses.
     """
     policy = model.policy
     device = policy.device
@@ -230,6 +232,9 @@ def behaviour_clone(
     obs_t = {k: torch.as_tensor(v, device=device) for k, v in observations.items()}
     act_t = torch.as_tensor(actions, device=device)
     ret_t = torch.as_tensor(returns, device=device)
+    weight = torch.ones(act_t.shape[1], device=device)
+    weight[0] = steer_weight
+    weight = weight * (len(weight) / weight.sum())  # the same scale as a plain mean
     size = len(act_t)
     generator = torch.Generator().manual_seed(seed)
     losses = {"action_mse": 0.0, "value_mse": 0.0}
@@ -242,7 +247,7 @@ def behaviour_clone(
             batch = {k: v[idx] for k, v in obs_t.items()}
             distribution = policy.get_distribution(batch)
             mean = distribution.distribution.mean  # type: ignore[union-attr]
-            action_loss = F.mse_loss(mean, act_t[idx])
+            action_loss = ((mean - act_t[idx]) ** 2 * weight).mean()
             value_loss = F.mse_loss(policy.predict_values(batch).flatten(), ret_t[idx])
             loss = action_loss + 0.5 * value_loss
             optimizer.zero_grad()
@@ -287,6 +292,7 @@ def _clone(
     epochs: int,
     seed: int,
     turn_share: float = 0.0,
+    steer_weight: float = 1.0,
 ) -> dict[str, float]:
     """Clone ``data`` into ``model``, normalised with the venv's current statistics."""
     observations, actions, returns = data
@@ -295,7 +301,15 @@ def _clone(
     if norm is not None:  # normalise with the statistics the demonstrations built up
         observations = norm.normalize_obs(observations)  # type: ignore[assignment]
     observations = {k: np.asarray(v[keep], dtype=np.float32) for k, v in observations.items()}
-    return behaviour_clone(model, observations, actions[keep], returns[keep], epochs, seed=seed)
+    return behaviour_clone(
+        model,
+        observations,
+        actions[keep],
+        returns[keep],
+        epochs,
+        seed=seed,
+        steer_weight=steer_weight,
+    )
 
 
 def _concat(a: Demonstrations, b: Demonstrations) -> Demonstrations:
@@ -320,6 +334,7 @@ def warm_start(
     dagger_steps: int = 0,
     dagger_epochs: int = 5,
     turn_share: float = 0.0,
+    steer_weight: float = 1.0,
     on_stage: StageCallback | None = None,
     resume: tuple[int, Demonstrations] | None = None,
 ) -> dict[str, float]:
@@ -327,7 +342,8 @@ def warm_start(
 
     Round ``i`` drives ``dagger_steps`` steps with the expert's share at ``0.5 ** i``, adds the
     expert-labelled samples to the data and clones all of it again for ``dagger_epochs``.
-    Turning samples are repeated to ``turn_share`` of each clone's data (``_turn_balance``).
+    Turning samples are repeated to ``turn_share`` of each clone's data (``_turn_balance``);
+    ``steer_weight`` weighs the steering error in the cloning loss (``behaviour_clone``).
     ``on_stage(name, losses, new_data)`` is called after the first clone (``warmstart``) and
     after each round (``dagger_<i>``) with the samples that stage added, e.g. to save a
     checkpoint and the data. ``resume=(stage, data)`` continues after stage ``stage`` (see
@@ -339,7 +355,7 @@ def warm_start(
         data = collect_demonstrations(
             venv, steps, steer_noise, model.gamma, seed, progress, standing_keep, pedal_noise
         )
-        losses = _clone(model, venv, data, epochs, seed, turn_share)
+        losses = _clone(model, venv, data, epochs, seed, turn_share, steer_weight)
         if on_stage is not None:
             on_stage(stage_name(0), losses, data)
         done = 0
@@ -366,7 +382,7 @@ def warm_start(
             expert_share=share,
         )
         data = _concat(data, new)
-        losses = _clone(model, venv, data, dagger_epochs, seed + i, turn_share)
+        losses = _clone(model, venv, data, dagger_epochs, seed + i, turn_share, steer_weight)
         if on_stage is not None:
             on_stage(stage_name(i), losses, new)
     # SB3 resets the envs when learning starts; the running statistics stay.

@@ -325,8 +325,21 @@ def test_behaviour_cloning_fits_the_autopilot(encoder_file: Path) -> None:
         first = behaviour_clone(model, obs, actions, returns, epochs=1)
         last = behaviour_clone(model, obs, actions, returns, epochs=30)
         assert last["action_mse"] < 0.5 * first["action_mse"]
+        # A heavier steering weight buys a closer steering fit from the same budget.
+        errors = []
+        for weight in (1.0, 10.0):
+            fresh = build_model(config, venv, "cpu")
+            behaviour_clone(fresh, obs, actions, returns, epochs=5, steer_weight=weight)
+            with torch.no_grad():
+                mean = fresh.policy.get_distribution(
+                    {k: torch.as_tensor(v) for k, v in obs.items()}
+                ).distribution.mean  # type: ignore[union-attr]
+            errors.append(float(((mean[:, 0] - torch.as_tensor(actions[:, 0])) ** 2).mean()))
+        assert errors[1] < errors[0], errors
     finally:
         venv.close()
+    with pytest.raises(ConfigError, match="bc_steer_weight must be > 0"):
+        smoke(encoder_file, "bc_steer_weight=0")
     with pytest.raises(ConfigError, match="needs ppo with continuous actions"):
         tiny_dqn("dqn", encoder_file, "bc_steps=10")
 
