@@ -36,12 +36,12 @@ LABEL_NAMES: tuple[str, ...] = tuple(label.name for label in Label)
 DISTANCE_KEYS = ("light_distance", "vehicle_gap", "walker_gap")
 """Distance affordances, predicted as a fraction of ``MAX_DISTANCE``."""
 AFFORDANCE_OUTPUTS = len(LIGHT_CLASSES) + len(DISTANCE_KEYS) + 2
+"""Light-state probabilities, distances, lateral offset and heading error."""
 DISTANCE_BETA = 2.0 / MAX_DISTANCE
 """Smooth-L1 ``beta`` of the distance losses (fractions of ``MAX_DISTANCE``): quadratic only
 within 2 m. With the default beta of 1 the whole [0, 1] range was quadratic, a 10 m error cost
 0.02 against cross-entropies of ~0.3, and the vehicle-gap head was left at 13 m mean error (it
 read a car 3 m ahead as 15-20 m away)."""
-"""Light-state probabilities, distances, lateral offset and heading error."""
 
 # Floor of the per-image contrast [0, 1 units], so a flat black frame is not amplified to noise.
 _MIN_STD = 0.02
