@@ -149,6 +149,13 @@ def build_model(config: TrainConfig, venv: VecEnv, device: str) -> BaseAlgorithm
     )
 
 
+def _adopt_statistics(venv: VecEnv, saved: VecNormalize | None) -> None:
+    """Give the venv's normaliser the observation statistics of a checkpoint's."""
+    norm = unwrap_vec_normalize(venv)
+    if norm is not None and saved is not None:
+        norm.obs_rms = saved.obs_rms
+
+
 def _initial_model(config: TrainConfig, venv: VecEnv, device: str) -> BaseAlgorithm:
     """A fresh run's model from ``config.init_from``: its policy (and optimizer) and its
     normalisation statistics, this config's algorithm settings, the step counter at 0."""
@@ -166,9 +173,7 @@ def _initial_model(config: TrainConfig, venv: VecEnv, device: str) -> BaseAlgori
             f"gives {config.measurements}"
         )
     model, extras = load_model(path, env=venv, device=device, **config.algo_kwargs)
-    norm = unwrap_vec_normalize(venv)
-    if norm is not None and extras.normalizer is not None:
-        norm.obs_rms = extras.normalizer.obs_rms
+    _adopt_statistics(venv, extras.normalizer)
     model.num_timesteps = 0
     logger.info("starting from %s (trained %d steps)", path, extras.num_timesteps)
     return model
@@ -186,6 +191,16 @@ def _hyperparameters(writer: Any, config: TrainConfig) -> None:
 
     for summary in hparams(flat, {"eval/driving_score": 0.0}):
         writer.file_writer.add_summary(summary)
+
+
+DEMOS_SUFFIX = ".demos.npz"
+
+
+def _stage_file(run_dir: Path, stage: int | str, suffix: str = ".zip") -> Path:
+    """A warm-start stage's checkpoint (or, with ``DEMOS_SUFFIX``, its demonstrations); the
+    stage by index (``stage_name``) or by name."""
+    name = stage_name(stage) if isinstance(stage, int) else stage
+    return run_dir / CHECKPOINTS / f"{name}{suffix}"
 
 
 def _warm_start(
@@ -209,27 +224,26 @@ def _warm_start(
         for key, value in losses.items():
             sb3_logger.record(f"warmstart/{key}", value)
         sb3_logger.dump(0)
-        save_demonstrations(run_dir / CHECKPOINTS / f"{name}{DEMOS_SUFFIX}", new)
+        save_demonstrations(_stage_file(run_dir, name, DEMOS_SUFFIX), new)
         save_checkpoint(
-            run_dir / CHECKPOINTS / f"{name}.zip",
+            _stage_file(run_dir, name),
             model,
             config,
             config.encoder_path,
             unwrap_vec_normalize(venv),
         )
 
-    resume = None
-    if stage is not None:
-        files = [_demos_path(run_dir, i) for i in range(stage[0] + 1)]
-        try:
-            if stage[0] < config.dagger_rounds:
-                resume = (stage[0], load_demonstrations(files))
-        except ValueError as error:
-            raise RunError(
-                f"--resume {run_dir}: {error}; delete {stage[1]} to go back a stage, or start "
-                "the run again in a new --run-dir"
-            ) from error
     if stage is None or stage[0] < config.dagger_rounds:
+        resume = None
+        if stage is not None:
+            files = [_stage_file(run_dir, i, DEMOS_SUFFIX) for i in range(stage[0] + 1)]
+            try:
+                resume = (stage[0], load_demonstrations(files))
+            except ValueError as error:
+                raise RunError(
+                    f"--resume {run_dir}: {error}; delete {stage[1]} to go back a stage, or "
+                    "start the run again in a new --run-dir"
+                ) from error
         warm_start(
             model,  # type: ignore[arg-type]
             venv,
@@ -262,13 +276,6 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
     return max(candidates, key=lambda p: p.stat().st_mtime, default=None)
 
 
-DEMOS_SUFFIX = ".demos.npz"
-
-
-def _demos_path(run_dir: Path, stage: int) -> Path:
-    return run_dir / CHECKPOINTS / f"{stage_name(stage)}{DEMOS_SUFFIX}"
-
-
 def finished_warm_stage(run_dir: Path, config: TrainConfig) -> tuple[int, Path] | None:
     """The last warm-start stage a run can continue after: ``(stage, checkpoint)``.
 
@@ -278,11 +285,11 @@ def finished_warm_stage(run_dir: Path, config: TrainConfig) -> tuple[int, Path] 
     if not config.bc_steps or config.init_from:
         return None
     for stage in range(config.dagger_rounds, -1, -1):
-        checkpoint = run_dir / CHECKPOINTS / f"{stage_name(stage)}.zip"
+        checkpoint = _stage_file(run_dir, stage)
         if not checkpoint.exists():
             continue
         if stage == config.dagger_rounds or all(
-            _demos_path(run_dir, i).exists() for i in range(stage + 1)
+            _stage_file(run_dir, i, DEMOS_SUFFIX).exists() for i in range(stage + 1)
         ):
             return stage, checkpoint
     return None
@@ -291,9 +298,7 @@ def finished_warm_stage(run_dir: Path, config: TrainConfig) -> tuple[int, Path] 
 def _restore(path: Path, venv: VecEnv, device: str) -> BaseAlgorithm:
     """The model of checkpoint ``path`` with its normalisation statistics (and replay buffer)."""
     model, extras = load_model(path, env=venv, device=device)
-    norm = unwrap_vec_normalize(venv)
-    if norm is not None and extras.normalizer is not None:
-        norm.obs_rms = extras.normalizer.obs_rms
+    _adopt_statistics(venv, extras.normalizer)
     replay = path.with_suffix(".replay.pkl")
     if replay.exists() and hasattr(model, "load_replay_buffer"):
         model.load_replay_buffer(replay)
