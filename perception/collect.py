@@ -58,10 +58,13 @@ from envs.types import TrafficLightState, Transform
 logger = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2
+"""Version 2 added ``heading_ahead``; version 1 collections must be collected again."""
 MAX_DISTANCE = 50.0
 """[m] distances (stop line, vehicle, pedestrian) are clipped here; ``MAX_DISTANCE`` = none."""
 LIGHT_RANGE = 40.0
+HEADING_AHEAD = 10.0
+"""[m] ``heading_ahead`` is the route's heading this far along the plan from the ego."""
 """[m] a stop line farther than this along the route counts as no light ahead."""
 
 STANDING_SPEED = 0.5
@@ -85,6 +88,7 @@ AFFORDANCE_KEYS = (
     "speed",
     "lateral_offset",
     "heading_error",
+    "heading_ahead",
 )
 """Per-frame affordance arrays of a shard (besides ``rgb``, ``labels``, and the metadata)."""
 SHARD_KEYS = ("rgb", "labels", *AFFORDANCE_KEYS, "weather", "town", "episode")
@@ -220,6 +224,25 @@ def route_errors(
     return lateral, error
 
 
+def heading_ahead(
+    state: WorldState,
+    yaw: NDArray[np.float64],
+    distance: NDArray[np.float64],
+    index: int,
+    ahead: float = HEADING_AHEAD,
+) -> float:
+    """The route's heading ``ahead`` metres along the plan from point ``index``, relative to
+    the ego's heading [rad], positive when the route bends right of where the ego points.
+
+    The lane affordances at the car (offset, heading error) say where the car is, not where
+    the lane goes; this one is the steering feedforward of a curve or turn (the route targets
+    the policy sees are up to 50 m apart and cut across curves). Wrapped to [-pi, pi).
+    """
+    target = min(int(np.searchsorted(distance, distance[index] + ahead)), len(yaw) - 1)
+    ego_yaw = math.radians(state.ego.transform.yaw)
+    return (float(yaw[target]) - ego_yaw + math.pi) % (2.0 * math.pi) - math.pi
+
+
 class _Collector:
     """Owns the backend and drives the episodes of one shard at a time."""
 
@@ -314,6 +337,7 @@ class _Collector:
             # on the previous tick is stored with its own affordances.
             control = pilot.run_step(state, self.backend.dt)
             lateral, heading = route_errors(state, plan.points, plan.yaw, pilot.index)
+            ahead = heading_ahead(state, plan.yaw, plan.distance, pilot.index)
             standing = state.ego.speed < STANDING_SPEED
             if standing and tick - last_standing < cfg.standing_every:
                 pass  # thin out the many near-identical frames of a car waiting
@@ -321,7 +345,9 @@ class _Collector:
                 if standing:
                     last_standing = tick
                 rows.append(
-                    self._row(state, pilot.last_hazards, lateral, heading, weather, town, episode)
+                    self._row(
+                        state, pilot.last_hazards, (lateral, heading, ahead), weather, town, episode
+                    )
                 )
                 if progress is not None:
                     progress.update(1)
@@ -341,12 +367,12 @@ class _Collector:
     def _row(
         state: WorldState,
         hazards: Hazards,
-        lateral: float,
-        heading: float,
+        lane: tuple[float, float, float],
         weather: str,
         town: str,
         episode: int,
     ) -> dict[str, Any]:
+        """One stored frame; ``lane`` is (lateral offset, heading error, heading ahead)."""
         frame = state.cameras["front"]
         labels = np.asarray(frame.labels, np.uint8)
         if int(labels.max()) >= NUM_LABELS:
@@ -363,8 +389,9 @@ class _Collector:
             "vehicle_gap": np.float32(min(hazards.vehicle_gap, MAX_DISTANCE)),
             "walker_gap": np.float32(min(hazards.walker_gap, MAX_DISTANCE)),
             "speed": np.float32(state.ego.speed),
-            "lateral_offset": np.float32(lateral),
-            "heading_error": np.float32(heading),
+            "lateral_offset": np.float32(lane[0]),
+            "heading_error": np.float32(lane[1]),
+            "heading_ahead": np.float32(lane[2]),
             "weather": np.str_(weather),
             "town": np.str_(town),
             "episode": np.int32(episode),

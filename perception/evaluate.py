@@ -42,7 +42,6 @@ TL_RANGE = 30.0
 TARGETS = {"miou": 0.80, "tl_state_accuracy": 0.95}
 """The perception issue's targets (``targets_met`` in the result compares against them)."""
 _NO_LIGHT = LIGHT_CLASSES.index("none")
-_REGRESSIONS = (*DISTANCE_KEYS, "lateral_offset", "heading_error")
 
 
 def load_model(path: Path) -> PerceptionNet:
@@ -91,13 +90,15 @@ def affordance_errors(
     pred: dict[str, NDArray[np.float32]], truth: dict[str, NDArray[Any]], near: NDArray[np.bool_]
 ) -> dict[str, float | None]:
     """Mean absolute errors: distances [m] (predictions are fractions of ``MAX_DISTANCE``),
-    lateral offset [m], heading error [rad]; ``light_distance_near_m`` on frames with a light
-    within ``TL_RANGE``."""
+    lateral offset [m], heading error and heading ahead [rad] (the latter when ``pred`` has it);
+    ``light_distance_near_m`` on frames with a light within ``TL_RANGE``."""
     err = {k: np.abs(pred[k] * MAX_DISTANCE - truth[k]) for k in DISTANCE_KEYS}
     out: dict[str, float | None] = {f"{k}_m": float(v.mean()) for k, v in err.items()}
     out["light_distance_near_m"] = float(err["light_distance"][near].mean()) if near.any() else None
-    out["lateral_offset_m"] = float(np.abs(pred["lateral_offset"] - truth["lateral_offset"]).mean())
-    out["heading_error_rad"] = float(np.abs(pred["heading_error"] - truth["heading_error"]).mean())
+    units = {"lateral_offset": "m", "heading_error": "rad", "heading_ahead": "rad"}
+    for key, unit in units.items():
+        if key in pred:
+            out[f"{key}_{unit}"] = float(np.abs(pred[key] - truth[key]).mean())
     return out
 
 
@@ -129,7 +130,8 @@ def evaluate(
     weathers = arrays["weather"][order]
     matrices = {str(w): np.zeros((NUM_CLASSES, NUM_CLASSES), np.int64) for w in set(weathers)}
     light = np.empty(n, np.int64)
-    regressions = {k: np.empty(n, np.float32) for k in _REGRESSIONS}
+    keys = model.config.regressions
+    regressions = {k: np.empty(n, np.float32) for k in keys}
     was_training = model.training
     model.eval()
     with torch.inference_mode(), tqdm(total=n, disable=not progress, unit="frame") as bar:
@@ -141,12 +143,12 @@ def evaluate(
                 mask = torch.from_numpy(weathers[start:stop] == name)
                 matrices[str(name)] += confusion(pred[mask], batch["labels"][mask])
             light[start:stop] = out["light_state"].argmax(1).numpy()
-            for key in _REGRESSIONS:
+            for key in keys:
                 regressions[key][start:stop] = out[key].numpy()
             bar.update(stop - start)
     model.train(was_training)
     total = sum(matrices.values(), np.zeros((NUM_CLASSES, NUM_CLASSES), np.int64))
-    truth = {k: arrays[k][order] for k in ("light_state", *_REGRESSIONS)}
+    truth = {k: arrays[k][order] for k in ("light_state", *keys)}
     near = (truth["light_state"] != _NO_LIGHT) & (truth["light_distance"] <= TL_RANGE)
     present = np.flatnonzero(total.sum(axis=1))
     result: dict[str, Any] = {

@@ -27,16 +27,23 @@ from perception.collect import LIGHT_CLASSES, MAX_DISTANCE
 DEFAULT_WEIGHTS = Path(__file__).parent / "weights" / "perception.pt"
 """The shipped weights (``python -m perception.train``; recipe in the README)."""
 WEIGHTS_FORMAT = "segdrive-perception"
-WEIGHTS_VERSION = 3
-_READABLE_VERSIONS = (2, 3)
-# Architecture fields that version 2 files predate, with the values those weights were built with.
-_V2_ARCHITECTURE = {"light_channels": 0, "input_norm": "imagenet", "affordance_features": False}
+WEIGHTS_VERSION = 4
+_READABLE_VERSIONS = (2, 3, 4)
+# Architecture fields that older files predate, with the values those weights were built with.
+_V3_ARCHITECTURE: dict[str, Any] = {"heading_ahead": False}
+_V2_ARCHITECTURE: dict[str, Any] = {
+    "light_channels": 0,
+    "input_norm": "imagenet",
+    "affordance_features": False,
+    **_V3_ARCHITECTURE,
+}
 NUM_CLASSES = len(Label)
 LABEL_NAMES: tuple[str, ...] = tuple(label.name for label in Label)
 DISTANCE_KEYS = ("light_distance", "vehicle_gap", "walker_gap")
 """Distance affordances, predicted as a fraction of ``MAX_DISTANCE``."""
-AFFORDANCE_OUTPUTS = len(LIGHT_CLASSES) + len(DISTANCE_KEYS) + 2
-"""Light-state probabilities, distances, lateral offset and heading error."""
+LANE_KEYS = ("lateral_offset", "heading_error", "heading_ahead")
+"""Lane affordances: offset [m] and heading error [rad] at the car, the route's heading
+``perception.collect.HEADING_AHEAD`` ahead [rad] (only with ``PerceptionConfig.heading_ahead``)."""
 DISTANCE_BETA = 2.0 / MAX_DISTANCE
 """Smooth-L1 ``beta`` of the distance losses (fractions of ``MAX_DISTANCE``): quadratic only
 within 2 m. With the default beta of 1 the whole [0, 1] range was quadratic, a 10 m error cost
@@ -73,9 +80,11 @@ class PerceptionConfig:
         input_norm: ``image`` standardises every image by its own statistics (see
             ``PerceptionNet.normalize``); ``imagenet`` uses fixed ImageNet statistics.
         affordance_features: Append the affordance heads' predictions (light-state
-            probabilities, the distances, lane offset and heading) to ``features()``, so the
+            probabilities, the distances, the lane affordances) to ``features()``, so the
             policy reads what a driver decides on directly instead of having to re-learn it
             from the pooled maps.
+        heading_ahead: Predict the route's heading 10 m ahead as well (weights before
+            version 4 have no such output).
         num_classes: Segmentation classes.
     """
 
@@ -87,6 +96,7 @@ class PerceptionConfig:
     light_channels: int = 8
     input_norm: str = "image"
     affordance_features: bool = True
+    heading_ahead: bool = True
     num_classes: int = NUM_CLASSES
 
     def __post_init__(self) -> None:
@@ -94,9 +104,24 @@ class PerceptionConfig:
             raise ValueError(f"input_norm must be one of {INPUT_NORMS}, got {self.input_norm!r}")
 
     @property
+    def lane_keys(self) -> tuple[str, ...]:
+        """The lane affordances this architecture predicts."""
+        return LANE_KEYS if self.heading_ahead else LANE_KEYS[:2]
+
+    @property
+    def regressions(self) -> tuple[str, ...]:
+        """Outputs of the regression head, in order."""
+        return DISTANCE_KEYS + self.lane_keys
+
+    @property
+    def affordance_outputs(self) -> int:
+        """Light-state probabilities plus regressions: what ``affordance_features`` appends."""
+        return len(LIGHT_CLASSES) + len(self.regressions)
+
+    @property
     def feature_dim(self) -> int:
         """Length of the ``features()`` vector."""
-        return self.map_feature_dim + (AFFORDANCE_OUTPUTS if self.affordance_features else 0)
+        return self.map_feature_dim + (self.affordance_outputs if self.affordance_features else 0)
 
     @property
     def map_feature_dim(self) -> int:
@@ -227,8 +252,7 @@ class PerceptionNet(nn.Module):
         hidden = 256
         self.trunk = nn.Sequential(nn.Linear(cfg.map_feature_dim, hidden), nn.ReLU(inplace=True))
         self.light_head = nn.Linear(hidden, len(LIGHT_CLASSES))
-        # light, vehicle and walker distance (/ MAX_DISTANCE), lateral offset [m], heading [rad]
-        self.regression_head = nn.Linear(hidden, len(DISTANCE_KEYS) + 2)
+        self.regression_head = nn.Linear(hidden, len(cfg.regressions))
 
     @property
     def feature_dim(self) -> int:
@@ -260,7 +284,8 @@ class PerceptionNet(nn.Module):
         return torch.cat([scene, lights], dim=1).flatten(1)
 
     def _heads(self, feats: Tensor) -> tuple[Tensor, Tensor]:
-        """Light-state logits (B, 4) and the regressions (B, 5) from the pooled features."""
+        """Light-state logits (B, 4) and the regressions (B, ``config.regressions``) from the
+        pooled features."""
         hidden = self.trunk(feats)
         return self.light_head(hidden), self.regression_head(hidden)
 
@@ -307,7 +332,8 @@ class PerceptionNet(nn.Module):
             ``segmentation`` (B, classes, H/2, W/2) logits, ``light_state`` (B, 4) logits,
             ``light_distance``/``vehicle_gap``/``walker_gap`` (B,) as fractions of
             ``MAX_DISTANCE``, ``lateral_offset`` (B,) [m], ``heading_error`` (B,) [rad],
-            ``features`` (B, ``feature_dim``).
+            ``heading_ahead`` (B,) [rad] when the architecture has it, ``features``
+            (B, ``feature_dim``).
         """
         maps = self.encoder(self.normalize(images))
         feats = self._features(maps)
@@ -315,11 +341,9 @@ class PerceptionNet(nn.Module):
         out = {
             "segmentation": self.decoder(maps),
             "light_state": light,
-            "lateral_offset": reg[:, 3],
-            "heading_error": reg[:, 4],
             "features": self._policy_features(feats, light, reg),
         }
-        for i, key in enumerate(DISTANCE_KEYS):
+        for i, key in enumerate(self.config.regressions):
             out[key] = reg[:, i]
         return out
 
@@ -401,8 +425,8 @@ def _read_weights(path: Path, data: bytes | None = None) -> dict[str, Any]:
             f"{path}: weight format version {payload.get('version')}, this code reads "
             f"{', '.join(map(str, _READABLE_VERSIONS))}"
         )
-    if payload["version"] == 2:
-        payload["architecture"] = {**_V2_ARCHITECTURE, **payload["architecture"]}
+    older: dict[str, Any] = {2: _V2_ARCHITECTURE, 3: _V3_ARCHITECTURE}.get(payload["version"], {})
+    payload["architecture"] = {**older, **payload["architecture"]}
     if payload.get("labels") != list(LABEL_NAMES):
         raise ValueError(
             f"{path}: weights were trained on another label set ({payload.get('labels')}); "
@@ -443,9 +467,10 @@ def perception_loss(
             weight=class_weights,
         ),
         "light_state": F.cross_entropy(outputs["light_state"], batch["light_state"]),
-        "lateral_offset": F.smooth_l1_loss(outputs["lateral_offset"], batch["lateral_offset"]),
-        "heading_error": F.smooth_l1_loss(outputs["heading_error"], batch["heading_error"]),
     }
+    for key in LANE_KEYS:
+        if key in outputs:
+            terms[key] = F.smooth_l1_loss(outputs[key], batch[key])
     for key in DISTANCE_KEYS:
         terms[key] = F.smooth_l1_loss(outputs[key], batch[key] / MAX_DISTANCE, beta=DISTANCE_BETA)
     total = seg_weight * terms["segmentation"] + sum(

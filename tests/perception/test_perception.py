@@ -6,12 +6,15 @@ import dataclasses
 import json
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
+from typing import cast
 
 import numpy as np
 import pytest
 import torch
 from torch.utils.data import DataLoader
 
+from envs.backends.base import WorldState
 from perception.collect import (
     LIGHT_CLASSES,
     MANIFEST,
@@ -20,6 +23,7 @@ from perception.collect import (
     TRAIN_WEATHERS,
     CollectConfig,
     collect,
+    heading_ahead,
     shard_name,
 )
 from perception.collect_cli import parse_args
@@ -53,6 +57,35 @@ def test_collect_writes_shards_and_manifest(collected: Path) -> None:
     assert set(np.unique(data["light_state"])) <= {0, 1, 2, 3}
     assert (data["weather"] == "ClearNoon").all() and (data["town"] == "Grid01").all()
     assert data["speed"][-1] > 1.0  # the autopilot is driving
+    assert np.all(np.abs(data["heading_ahead"]) < np.pi)
+
+
+def test_heading_ahead_is_the_route_heading_ten_metres_on_relative_to_the_ego() -> None:
+    """The steering feedforward affordance: where the route points 10 m further on, seen from
+    the car (positive to the right, CARLA's clockwise yaw)."""
+    distance = np.arange(0.0, 30.0)  # a plan at 1 m spacing
+    yaw = np.where(distance < 12.0, 0.0, np.radians(30.0))  # a right bend after 12 m
+    ego = SimpleNamespace(ego=SimpleNamespace(transform=SimpleNamespace(yaw=5.0)))
+    state = cast(WorldState, ego)
+    assert heading_ahead(state, yaw, distance, 0) == pytest.approx(np.radians(-5.0))
+    assert heading_ahead(state, yaw, distance, 3) == pytest.approx(np.radians(25.0))
+    assert heading_ahead(state, yaw, distance, 25) == pytest.approx(np.radians(25.0))  # clipped
+    ego.ego.transform.yaw = -175.0  # wrapped to [-pi, pi)
+    assert heading_ahead(state, np.full(30, np.radians(175.0)), distance, 0) == pytest.approx(
+        np.radians(-10.0)
+    )
+
+
+def test_collections_from_before_heading_ahead_must_be_collected_again(
+    collected: Path, tmp_path: Path
+) -> None:
+    root = tmp_path / "old"
+    shutil.copytree(collected, root)
+    manifest = json.loads((root / MANIFEST).read_text())
+    manifest["version"] = 1
+    (root / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(DatasetError, match=r"manifest version 1, expected 2; re-collect"):
+        ShardDataset(root)
 
 
 def test_collect_is_deterministic_and_resumes(
@@ -138,7 +171,7 @@ def test_model_shapes() -> None:
     assert out["segmentation"].shape == (2, NUM_CLASSES, 48, 80)  # half resolution
     assert model.segment(images).shape == (2, 96, 160)
     assert out["light_state"].shape == (2, 4)
-    for key in ("light_distance", "vehicle_gap", "walker_gap", "lateral_offset", "heading_error"):
+    for key in (*DISTANCE_KEYS, "lateral_offset", "heading_error", "heading_ahead"):
         assert out[key].shape == (2,)
     with pytest.raises(ValueError, match=r"\(B, 3, H, W\)"):
         model.features(torch.zeros(2, 96, 160, 3))
@@ -234,13 +267,15 @@ def test_version_2_weights_still_load_as_they_were_built(tmp_path: Path) -> None
     """Agents shipped with version-2 encoders (ImageNet normalisation, no light branch, no
     affordances in the features) keep working after the format moved on."""
     torch.manual_seed(2)
-    legacy = PerceptionConfig(light_channels=0, input_norm="imagenet", affordance_features=False)
+    legacy = PerceptionConfig(
+        light_channels=0, input_norm="imagenet", affordance_features=False, heading_ahead=False
+    )
     model = PerceptionNet(legacy).eval()
     path = tmp_path / "v2.pt"
     model.save_weights(path)
     payload = torch.load(path, weights_only=True)
     payload["version"] = 2
-    for key in ("light_channels", "input_norm", "affordance_features"):
+    for key in ("light_channels", "input_norm", "affordance_features", "heading_ahead"):
         del payload["architecture"][key]
     torch.save(payload, path)
     loaded = PerceptionNet.from_weights(path).eval()
@@ -250,8 +285,34 @@ def test_version_2_weights_still_load_as_they_were_built(tmp_path: Path) -> None
         torch.testing.assert_close(loaded.features(images), model.features(images))
     payload["version"] = 1
     torch.save(payload, path)
-    with pytest.raises(ValueError, match=r"v2\.pt: weight format version 1, this code reads 2, 3"):
+    with pytest.raises(ValueError, match=r"v2\.pt: weight format version 1, this code reads"):
         PerceptionNet.from_weights(path)
+
+
+def test_version_3_weights_load_without_the_heading_ahead_output(tmp_path: Path) -> None:
+    """The agents shipped before version 4 carry encoders with five regressions; they load as
+    built (no ``heading_ahead`` output, the feature size they were trained on)."""
+    torch.manual_seed(4)
+    model = PerceptionNet(PerceptionConfig(heading_ahead=False)).eval()
+    path = tmp_path / "v3.pt"
+    model.save_weights(path)
+    payload = torch.load(path, weights_only=True)
+    payload["version"] = 3
+    del payload["architecture"]["heading_ahead"]
+    torch.save(payload, path)
+    loaded = PerceptionNet.from_weights(path).eval()
+    assert not loaded.config.heading_ahead
+    assert loaded.feature_dim == PerceptionNet().feature_dim - 1
+    images = torch.randint(0, 256, (2, 3, 96, 160), dtype=torch.uint8)
+    with torch.no_grad():
+        out = loaded(images)
+        torch.testing.assert_close(loaded.features(images), model.features(images))
+    assert "heading_ahead" not in out
+    batch = {k: torch.zeros(2) for k in (*DISTANCE_KEYS, "lateral_offset", "heading_error")}
+    batch["labels"] = torch.zeros(2, 96, 160, dtype=torch.long)
+    batch["light_state"] = torch.zeros(2, dtype=torch.long)
+    _, terms = perception_loss(out, batch)  # the batch has no heading_ahead either
+    assert "heading_ahead" not in terms
 
 
 def test_features_carry_the_affordance_predictions_and_ignore_exposure() -> None:
