@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ from envs.sim.roadmap import RoadMap
 from envs.types import TrafficLightState, VehicleControl
 from evaluation.drive import RouteRunner
 from evaluation.runner import EvalConfig, Job, make_backend, plan_jobs
-from perception.collect import LIGHT_CLASSES, MAX_DISTANCE
+from perception.collect import LIGHT_CLASSES, MAX_DISTANCE, heading_ahead
 
 COLUMNS = (
     "time",
@@ -47,6 +48,8 @@ COLUMNS = (
     "light_distance",
     "seen_vehicle_gap",
     "vehicle_gap",
+    "seen_heading_ahead",
+    "heading_ahead",
 )
 
 
@@ -73,6 +76,8 @@ class WatchedAgent(PolicyAgent):
             out = self.encoder(torch.from_numpy(image[None]))
         probs = torch.softmax(out["light_state"], dim=1)[0].tolist()
         hazards = self.expert.last_hazards
+        plan = self._plan
+        assert plan is not None
         command = self.observations.command_of(self._index)
         row: dict[str, Any] = {
             "time": round(state.time, 2),
@@ -89,6 +94,15 @@ class WatchedAgent(PolicyAgent):
             "light_distance": round(hazards.light_distance, 1),
             "seen_vehicle_gap": round(float(out["vehicle_gap"][0]) * MAX_DISTANCE, 1),
             "vehicle_gap": round(min(hazards.vehicle_gap, MAX_DISTANCE), 1),
+            # degrees; encoders before weights version 4 have no such output
+            "seen_heading_ahead": (
+                round(math.degrees(float(out["heading_ahead"][0])), 1)
+                if "heading_ahead" in out
+                else ""
+            ),
+            "heading_ahead": round(
+                math.degrees(heading_ahead(state, plan.yaw, plan.distance, self._index)), 1
+            ),
         }
         row.update({f"p_{name}": round(p, 3) for name, p in zip(LIGHT_CLASSES, probs, strict=True)})
         self.rows.append(row)
