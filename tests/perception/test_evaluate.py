@@ -76,6 +76,7 @@ def test_affordance_errors_in_si_units() -> None:
         "walker_gap": np.array([20.0, 30.0]),
         "lateral_offset": np.array([0.5, -0.5]),
         "heading_error": np.array([0.1, 0.0]),
+        "heading_ahead": np.array([0.5, -0.3]),
     }
     pred = {  # distances as fractions of MAX_DISTANCE (50 m)
         "light_distance": np.array([0.3, 1.0], np.float32),
@@ -84,6 +85,9 @@ def test_affordance_errors_in_si_units() -> None:
         "lateral_offset": np.array([0.0, 0.0], np.float32),
         "heading_error": np.array([0.1, 0.2], np.float32),
     }
+    without = affordance_errors(pred, truth, near=np.array([True, False]))  # format-3 weights
+    assert "heading_ahead_rad" not in without
+    pred["heading_ahead"] = np.array([0.4, -0.3], np.float32)
     errors = affordance_errors(pred, truth, near=np.array([True, False]))
     assert errors == pytest.approx(
         {
@@ -93,6 +97,7 @@ def test_affordance_errors_in_si_units() -> None:
             "light_distance_near_m": 5.0,
             "lateral_offset_m": 0.5,
             "heading_error_rad": 0.1,
+            "heading_ahead_rad": 0.05,
         }
     )
 
@@ -120,6 +125,7 @@ def test_evaluate_on_a_tiny_collection(collected: Path, small_weights: Path) -> 
     assert result["tl_state_frames"] == int(near.sum())
     assert 0.0 <= result["tl_state_accuracy_all"] <= 1.0
     assert all(v is None or v >= 0.0 for v in result["affordance_mae"].values())
+    assert "heading_ahead_rad" in result["affordance_mae"]  # SMALL_NET is format 4
     counts = np.array(result["confusion"]["counts"])
     assert counts.sum() == 20 * 96 * 160
     assert result["confusion"]["classes"] == list(result["per_class"])
