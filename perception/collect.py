@@ -63,9 +63,9 @@ MANIFEST_VERSION = 2
 MAX_DISTANCE = 50.0
 """[m] distances (stop line, vehicle, pedestrian) are clipped here; ``MAX_DISTANCE`` = none."""
 LIGHT_RANGE = 40.0
+"""[m] a stop line farther than this along the route counts as no light ahead."""
 HEADING_AHEAD = 10.0
 """[m] ``heading_ahead`` is the route's heading this far along the plan from the ego."""
-"""[m] a stop line farther than this along the route counts as no light ahead."""
 
 STANDING_SPEED = 0.5
 """[m/s] below this the ego counts as standing still (see ``CollectConfig.standing_every``)."""
