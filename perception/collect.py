@@ -337,13 +337,13 @@ class _Collector:
             # on the previous tick is stored with its own affordances.
             control = pilot.run_step(state, self.backend.dt)
             lateral, heading = route_errors(state, plan.points, plan.yaw, pilot.index)
-            ahead = heading_ahead(state, plan.yaw, plan.distance, pilot.index)
             standing = state.ego.speed < STANDING_SPEED
             if standing and tick - last_standing < cfg.standing_every:
                 pass  # thin out the many near-identical frames of a car waiting
             elif self._wanted(tick) and "front" in state.cameras:
                 if standing:
                     last_standing = tick
+                ahead = heading_ahead(state, plan.yaw, plan.distance, pilot.index)
                 rows.append(
                     self._row(
                         state, pilot.last_hazards, (lateral, heading, ahead), weather, town, episode
