@@ -25,7 +25,7 @@ from torch import Tensor
 from perception.model import PerceptionNet
 
 FEATURES = "features"
-MEASUREMENTS = ("speed", "control", "targets", "command")
+MEASUREMENTS = ("speed", "control", "targets", "arcs", "command")
 """Every measurement key of the env's observation (``TrainConfig.measurements`` picks some)."""
 
 
@@ -43,6 +43,21 @@ def load_encoder(path: str | Path, device: str | torch.device = "cpu") -> Percep
             "(README, 'Perception') or set encoder_weights in the config"
         )
     return PerceptionNet.from_weights(path).to(device).frozen()
+
+
+def encode(encoder: PerceptionNet, images: Tensor, policy_features: str = "all") -> Tensor:
+    """What the policy sees of each frame (B, ``encoded_dim``): the encoder's ``features``, or
+    with ``policy_features="affordances"`` only its ``affordances``."""
+    if policy_features == "affordances":
+        return encoder.affordances(images)
+    return encoder.features(images)
+
+
+def encoded_dim(encoder: PerceptionNet, policy_features: str = "all") -> int:
+    """Length of ``encode``'s rows."""
+    if policy_features == "affordances":
+        return encoder.config.affordance_outputs
+    return encoder.feature_dim
 
 
 def _shape(space: spaces.Dict, key: str) -> tuple[int, ...]:
@@ -73,6 +88,7 @@ class EncoderVecEnv(VecEnvWrapper):
         stack: Feature vectors per observation (newest last).
         device: Where the encoder runs.
         measurements: Measurement keys passed on (the others are dropped).
+        policy_features: ``all`` encoder features or only the ``affordances`` (``encode``).
     """
 
     def __init__(
@@ -82,6 +98,7 @@ class EncoderVecEnv(VecEnvWrapper):
         stack: int = 2,
         device: str | torch.device = "cpu",
         measurements: Sequence[str] = MEASUREMENTS,
+        policy_features: str = "all",
     ) -> None:
         image_space = venv.observation_space
         if not isinstance(image_space, spaces.Dict) or _shape(image_space, "image")[0] != 3:
@@ -89,7 +106,8 @@ class EncoderVecEnv(VecEnvWrapper):
         self.encoder = encoder
         self.stack = stack
         self.device = torch.device(device)
-        self.feature_dim = encoder.feature_dim
+        self.policy_features = policy_features
+        self.feature_dim = encoded_dim(encoder, policy_features)
         self.measurements = tuple(measurements)
         super().__init__(
             venv,
@@ -103,7 +121,7 @@ class EncoderVecEnv(VecEnvWrapper):
         """(B, 3, H, W) uint8 -> (B, feature_dim) float32."""
         with torch.inference_mode():
             x = torch.from_numpy(np.ascontiguousarray(images)).to(self.device)
-            return self.encoder.features(x).float().cpu().numpy()
+            return encode(self.encoder, x, self.policy_features).float().cpu().numpy()
 
     def _observation(self, obs: dict[str, NDArray[Any]]) -> dict[str, NDArray[Any]]:
         out = {k: obs[k] for k in self.measurements}
@@ -151,6 +169,7 @@ class EncoderExtractor(BaseFeaturesExtractor):
         observation_space: The env's ``Dict`` space (with ``image``).
         weights: Perception weights to start from.
         measurements: Measurement keys appended to the features (the others are ignored).
+        policy_features: ``all`` encoder features or only the ``affordances`` (``encode``).
     """
 
     def __init__(
@@ -158,20 +177,22 @@ class EncoderExtractor(BaseFeaturesExtractor):
         observation_space: spaces.Dict,
         weights: str,
         measurements: Sequence[str] = MEASUREMENTS,
+        policy_features: str = "all",
     ) -> None:
         encoder = PerceptionNet.from_weights(weights)
         frames = _shape(observation_space, "image")[0] // 3
         size = sum(math.prod(_shape(observation_space, k)) for k in measurements)
-        super().__init__(observation_space, encoder.feature_dim * frames + size)
+        super().__init__(observation_space, encoded_dim(encoder, policy_features) * frames + size)
         self.encoder = encoder
         self.frames = frames
         self.measurements = tuple(measurements)
+        self.policy_features = policy_features
 
     def forward(self, observations: dict[str, Tensor]) -> Tensor:
         """Features of every frame (SB3 hands images as float [0, 255]) plus measurements."""
         images = observations["image"]
         b, _, h, w = images.shape
         frames = images.reshape(b * self.frames, 3, h, w) / 255.0
-        feats = self.encoder.features(frames).reshape(b, -1)
+        feats = encode(self.encoder, frames, self.policy_features).reshape(b, -1)
         rest = [observations[k].reshape(b, -1) for k in self.measurements]
         return torch.cat([feats, *rest], dim=1)

@@ -20,7 +20,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.vec_env import VecNormalize
 
 from agent.checkpoint import load_model
-from agent.features import FEATURES
+from agent.features import FEATURES, encode
 from agent.train_config import TrainConfig
 from envs.action import ActionAdapter
 from envs.backends.base import TrafficLightInfo, WorldState
@@ -129,7 +129,8 @@ class PolicyAgent:
                 batch = self.normalizer.normalize_obs(batch)  # type: ignore[assignment]
             return batch
         with torch.inference_mode():
-            feats = self.encoder.features(torch.from_numpy(image[None])).numpy()[0]
+            frame = torch.from_numpy(image[None])
+            feats = encode(self.encoder, frame, self.config.policy_features).numpy()[0]
         if self._history is None:
             self._history = np.repeat(feats[None], self.config.feature_stack, axis=0)
         else:

@@ -35,7 +35,8 @@ from envs.config import (
 Algo = Literal["ppo", "dqn", "qrdqn"]
 ALGOS: tuple[str, ...] = ("ppo", "dqn", "qrdqn")
 SECTIONS = ("env", "algo_kwargs", "policy_kwargs")
-MEASUREMENT_KEYS = ("speed", "control", "targets", "command")
+MEASUREMENT_KEYS = ("speed", "control", "targets", "arcs", "command")
+POLICY_FEATURES = ("all", "affordances")
 
 
 class ConfigError(ValueError):
@@ -61,10 +62,19 @@ class TrainConfig:
             (e.g. PPO on the shipped cloned agent). It must have been trained with the same
             encoder and measurements; this config's ``algo_kwargs`` apply. Empty: off.
         feature_stack: Encoded frames the policy sees (newest last).
+        policy_features: What of the encoder's output the policy sees per frame: ``all``
+            (the pooled feature map and the affordances, ``PerceptionNet.features``: 585
+            numbers for the shipped encoder) or ``affordances`` (only the light-state
+            probabilities and the regressed distances and lane pose,
+            ``PerceptionNet.affordances``: 9). A clone of the autopilot on all 585 fits its
+            demonstrations by memorising the map features and predicts acceleration on new
+            drives with 2.5x the error of one that sees only the affordances (README,
+            "Training").
         measurements: Measurements the policy sees besides the features (``speed``,
-            ``control``, ``targets``, ``command``). ``control`` (the last action) is left out
-            by default: a cloned policy that sees its own last action learns to repeat it and
-            never starts again after a stop (the inertia problem, Codevilla et al., ICCV 2019).
+            ``control``, ``targets``, ``arcs``, ``command``; see ``envs.observation``).
+            ``control`` (the last action) is left out by default: a cloned policy that sees
+            its own last action learns to repeat it and never starts again after a stop (the
+            inertia problem, Codevilla et al., ICCV 2019).
         finetune_encoder: Train the encoder with the policy (images go into the rollout
             buffer; much slower). Off: the frozen encoder runs once per env step, batched.
         normalize: Running mean/std normalisation of the observations (VecNormalize).
@@ -113,6 +123,7 @@ class TrainConfig:
     encoder_weights: str = ""
     init_from: str = ""
     feature_stack: int = 2
+    policy_features: Literal["all", "affordances"] = "all"
     measurements: tuple[str, ...] = ("speed", "targets", "command")
     finetune_encoder: bool = False
     normalize: bool = True
@@ -172,6 +183,10 @@ class TrainConfig:
             raise ConfigError(f"bc_steer_weight must be > 0, got {self.bc_steer_weight}")
         if self.dagger_rounds and not self.bc_steps:
             raise ConfigError("dagger_rounds needs bc_steps > 0 (the first clone DAgger improves)")
+        if self.policy_features not in POLICY_FEATURES:
+            raise ConfigError(
+                f"policy_features: {self.policy_features!r}; use one of {POLICY_FEATURES}"
+            )
         if self.eval_traffic not in ("none", "regular", "dense"):
             raise ConfigError(f"eval_traffic: {self.eval_traffic!r}; use none, regular or dense")
         if self.env.image != "rgb":

@@ -117,7 +117,12 @@ def make_vec_env(config: TrainConfig, encoder_device: str = "cpu") -> VecEnv:
     if not config.finetune_encoder:
         encoder = load_encoder(config.encoder_path, encoder_device)
         venv = EncoderVecEnv(
-            venv, encoder, config.feature_stack, encoder_device, config.measurements
+            venv,
+            encoder,
+            config.feature_stack,
+            encoder_device,
+            config.measurements,
+            config.policy_features,
         )
     if config.normalize:
         keys = [*config.measurements] + ([] if config.finetune_encoder else [FEATURES])
@@ -134,6 +139,7 @@ def build_model(config: TrainConfig, venv: VecEnv, device: str) -> BaseAlgorithm
             features_extractor_kwargs={
                 "weights": str(config.encoder_path),
                 "measurements": config.measurements,
+                "policy_features": config.policy_features,
             },
             normalize_images=False,
         )
@@ -171,6 +177,11 @@ def _initial_model(config: TrainConfig, venv: VecEnv, device: str) -> BaseAlgori
         raise RunError(
             f"init_from: {path} saw measurements {previous.config.measurements}, this config "
             f"gives {config.measurements}"
+        )
+    if previous.config.policy_features != config.policy_features:
+        raise RunError(
+            f"init_from: {path} saw policy_features {previous.config.policy_features}, this "
+            f"config gives {config.policy_features}"
         )
     model, extras = load_model(path, env=venv, device=device, **config.algo_kwargs)
     _adopt_statistics(venv, extras.normalizer)

@@ -1,5 +1,5 @@
-"""Observations: stacked camera frames plus measurements (speed, last control, route targets,
-high-level command)."""
+"""Observations: stacked camera frames plus measurements (speed, last control, route targets
+and the arcs to them, high-level command)."""
 
 from __future__ import annotations
 
@@ -24,6 +24,8 @@ COMMANDS = (
 )
 TARGET_RANGE = 100.0  # [m] route targets are clipped to this box around the ego
 SPEED_RANGE = 60.0  # [m/s] bound of the speed measurement
+ARC_CURVATURE_RANGE = 0.5  # [1/m] bound of the arcs' curvature (a 2 m radius)
+ARC_MIN_DISTANCE = 1.0  # [m] targets nearer than this count as this far for the curvature
 
 
 class ObservationBuilder:
@@ -32,8 +34,11 @@ class ObservationBuilder:
     Keys: ``image`` uint8 (channels x stack, H, W) channel-first; ``speed`` (1,) [m/s];
     ``control`` (3,) last steer, throttle, brake; ``targets`` (2N,) the next N thinned route
     points in the ego frame, flattened as x0, y0, x1, y1... (x forward, y right) [m];
-    ``command`` (6,) one-hot of LEFT, RIGHT, STRAIGHT, LANEFOLLOW, CHANGELANELEFT,
-    CHANGELANERIGHT.
+    ``arcs`` (2N,) the same targets as the arc a car would drive to each of them, flattened
+    as bearing0, curvature0, bearing1, ... (the bearing [rad] and the curvature [1/m] of the
+    circle through the ego and the target tangent to the ego's heading, pure pursuit's
+    ``2 sin(bearing) / distance``; positive right); ``command`` (6,) one-hot of LEFT, RIGHT,
+    STRAIGHT, LANEFOLLOW, CHANGELANELEFT, CHANGELANERIGHT.
     """
 
     def __init__(self, config: EnvConfig) -> None:
@@ -46,6 +51,7 @@ class ObservationBuilder:
             self.channels = 3 if config.image == "rgb" else 1
             height, width = config.camera_height, config.camera_width
         shape = (self.channels * config.frame_stack, height, width)
+        n = config.num_targets
         self.space = spaces.Dict(
             {
                 "image": spaces.Box(0, 255, shape=shape, dtype=np.uint8),
@@ -55,6 +61,11 @@ class ObservationBuilder:
                 ),
                 "targets": spaces.Box(
                     -TARGET_RANGE, TARGET_RANGE, shape=(2 * config.num_targets,), dtype=np.float32
+                ),
+                "arcs": spaces.Box(
+                    np.tile(np.array([-math.pi, -ARC_CURVATURE_RANGE], np.float32), n),
+                    np.tile(np.array([math.pi, ARC_CURVATURE_RANGE], np.float32), n),
+                    dtype=np.float32,
                 ),
                 "command": spaces.Box(0.0, 1.0, shape=(len(COMMANDS),), dtype=np.float32),
             }
@@ -86,11 +97,13 @@ class ObservationBuilder:
                 self._frames.append(image)
         self._frames.append(image)
         control = state.ego.control
+        local = self._local_targets(state, index)
         return {
             "image": np.concatenate(self._frames, axis=0),
             "speed": np.clip([state.ego.speed], -SPEED_RANGE, SPEED_RANGE).astype(np.float32),
             "control": np.array([control.steer, control.throttle, control.brake], dtype=np.float32),
-            "targets": self._targets(state, index),
+            "targets": np.clip(local, -TARGET_RANGE, TARGET_RANGE).reshape(-1),
+            "arcs": arcs(local),
             "command": self._command(index),
         }
 
@@ -101,15 +114,15 @@ class ObservationBuilder:
         n = self.config.num_targets
         return np.concatenate([ahead[:n], np.repeat(ahead[-1:], max(0, n - len(ahead)))])
 
-    def _targets(self, state: WorldState, index: int) -> NDArray[np.float32]:
+    def _local_targets(self, state: WorldState, index: int) -> NDArray[np.float32]:
+        """The next ``num_targets`` thinned plan points in the ego frame (N, 2) [m]."""
         assert self._plan is not None
         ego = state.ego.transform
         yaw = math.radians(ego.yaw)
         rel = self._plan.points[self._upcoming(index), :2] - (ego.x, ego.y)
         forward = rel[:, 0] * math.cos(yaw) + rel[:, 1] * math.sin(yaw)
         right = -rel[:, 0] * math.sin(yaw) + rel[:, 1] * math.cos(yaw)
-        local = np.stack([forward, right], axis=1)
-        return np.clip(local, -TARGET_RANGE, TARGET_RANGE).astype(np.float32).reshape(-1)
+        return np.stack([forward, right], axis=1).astype(np.float32)
 
     def command_of(self, index: int) -> int | None:
         """Position in ``COMMANDS`` of the command shown at plan point ``index`` (or None).
@@ -128,3 +141,19 @@ class ObservationBuilder:
         if position is not None:
             one_hot[position] = 1.0
         return one_hot
+
+
+def arcs(local: NDArray[np.float32]) -> NDArray[np.float32]:
+    """Bearing [rad] and pure-pursuit curvature [1/m] of ego-frame points (N, 2), flattened.
+
+    The circle through the ego, tangent to its heading, through a point at (forward, right)
+    has curvature ``2 right / distance**2`` (Coulter, "Implementation of the pure pursuit path
+    tracking algorithm", CMU-RI-TR-92-01): the steering a route target asks for, and the same
+    for every target on one circular bend, which a network reads far more easily than the
+    coordinates. Points nearer than ``ARC_MIN_DISTANCE`` count as that far.
+    """
+    forward, right = local[:, 0], local[:, 1]
+    squared = np.maximum(forward**2 + right**2, ARC_MIN_DISTANCE**2)
+    curvature = np.clip(2.0 * right / squared, -ARC_CURVATURE_RANGE, ARC_CURVATURE_RANGE)
+    bearing = np.arctan2(right, forward)
+    return np.stack([bearing, curvature], axis=1).astype(np.float32).reshape(-1)

@@ -301,6 +301,13 @@ class PerceptionNet(nn.Module):
             return feats
         return self._policy_features(feats, *self._heads(feats))
 
+    def affordances(self, images: Tensor) -> Tensor:
+        """Only the affordance outputs: light-state probabilities then the regressions
+        (B, ``config.affordance_outputs``), the last columns of ``features()`` when the
+        architecture appends them. What a policy with ``policy_features: affordances`` sees."""
+        light, reg = self._heads(self._features(self.encoder(self.normalize(images))))
+        return torch.cat([light.softmax(dim=1), reg], dim=1)
+
     def frozen(self, channels_last: bool = True) -> PerceptionNet:
         """A copy for inference only: eval mode, no gradients, batch norms folded into convs.
 

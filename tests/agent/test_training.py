@@ -100,6 +100,8 @@ def test_shipped_configs_load() -> None:
         (["total_steps=0"], "total_steps must be >= 1"),
         (["foo.bar=1"], "only env, algo_kwargs, policy_kwargs take dotted keys"),
         (["env.weathers=[Sunny]"], "unknown weather"),
+        (["policy_features=pixels"], "policy_features: 'pixels'; use one of"),
+        (["measurements=[speed, arc]"], r"measurements: unknown \['arc'\]"),
     ],
 )
 def test_bad_config_names_the_problem(overrides: list[str], message: str) -> None:
@@ -277,15 +279,20 @@ def test_policy_agent_drives_in_the_harness(encoder_file: Path, tmp_path: Path) 
     assert sorted((tmp_path / "run").iterdir()) == before
     sensors: list[dict[str, Any]] = agent.sensors()
     assert sensors[0]["width"] == config.env.camera_width
+    drive_40_ticks(tmp_path / "run" / FINAL, tmp_path / "eval")
+
+
+def drive_40_ticks(checkpoint: Path, out: Path) -> None:
+    """Run ``checkpoint`` in the evaluation harness for 40 ticks of training route 0."""
     from evaluation.drive import RouteRunner
     from evaluation.runner import EvalConfig, make_backend, plan_jobs
 
     eval_config = EvalConfig(
-        agent=str(tmp_path / "run" / FINAL),
+        agent=str(checkpoint),
         routes=REPO / "routes" / "train.xml",
         route_ids=("0",),
         traffic="none",
-        out=tmp_path / "eval" / "results.json",
+        out=out / "results.json",
     )
     ticks = []
 
@@ -300,6 +307,24 @@ def test_policy_agent_drives_in_the_harness(encoder_file: Path, tmp_path: Path) 
         runner.close()
     assert len(ticks) == 40
     assert record["status"] not in ("Failed - Agent crashed", "Failed - Agent couldn't be set up")
+
+
+def test_a_policy_on_the_affordances_and_arcs_trains_and_drives(
+    encoder_file: Path, tmp_path: Path
+) -> None:
+    config = smoke(
+        encoder_file,
+        "total_steps=64",
+        "policy_features=affordances",
+        "measurements=[speed, targets, arcs, command]",
+    )
+    model = train(config, tmp_path / "run", progress=False)
+    per_frame = PerceptionNet(TINY_ENCODER).config.affordance_outputs
+    assert model.observation_space["features"].shape == (per_frame * config.feature_stack,)
+    assert model.observation_space["arcs"].shape == (2 * config.env.num_targets,)
+    agent = make_agent(str(tmp_path / "run" / FINAL))
+    assert isinstance(agent, PolicyAgent) and agent.config.policy_features == "affordances"
+    drive_40_ticks(tmp_path / "run" / FINAL, tmp_path / "eval")
 
 
 def test_behaviour_cloning_fits_the_autopilot(encoder_file: Path) -> None:
@@ -485,6 +510,9 @@ def test_init_from_starts_a_fresh_run_from_a_checkpoints_policy(
             _initial_model(smoke(encoder_file, f"init_from={tmp_path / 'none.zip'}"), venv, "cpu")
         other = smoke(encoder_file, f"init_from={start}", "measurements=[speed, command]")
         with pytest.raises(RunError, match="saw measurements"):
+            _initial_model(other, venv, "cpu")
+        other = smoke(encoder_file, f"init_from={start}", "policy_features=affordances")
+        with pytest.raises(RunError, match="saw policy_features all"):
             _initial_model(other, venv, "cpu")
     finally:
         venv.close()

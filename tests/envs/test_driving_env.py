@@ -10,6 +10,7 @@ from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import envs  # noqa: F401  (registers the ids)
 from envs.driving_env import DrivingEnv
+from envs.observation import ARC_CURVATURE_RANGE, ARC_MIN_DISTANCE, TARGET_RANGE, arcs
 
 SMALL = {"vehicles": 5, "walkers": 5, "route_length": (150.0, 250.0)}
 
@@ -46,6 +47,23 @@ def test_observation_layout(env: DrivingEnv) -> None:
     assert obs["command"].sum() == 1.0
     assert obs["targets"][0] > 0.0  # the next target is ahead of the car
     assert info["route_length"] > 100.0 and info["status"] == "running"
+    assert obs["arcs"].shape == (6,)
+    targets = obs["targets"].reshape(3, 2)
+    inside = np.abs(targets).max(axis=1) < TARGET_RANGE  # the arcs use the unclipped points
+    expected = arcs(targets).reshape(3, 2)[inside]
+    np.testing.assert_allclose(obs["arcs"].reshape(3, 2)[inside], expected, atol=1e-6)
+
+
+def test_arcs_are_the_pure_pursuit_circles_to_the_targets() -> None:
+    local = np.array([[10.0, 0.0], [10.0, 10.0], [5.0, -5.0], [0.1, 0.2], [-3.0, 0.0]], np.float32)
+    bearing, curvature = arcs(local).reshape(-1, 2).T
+    np.testing.assert_allclose(bearing[:3], [0.0, np.pi / 4, -np.pi / 4], atol=1e-6)
+    # straight ahead: no turn; (10, 10) lies on the circle of radius 10 tangent to the heading
+    np.testing.assert_allclose(curvature[:3], [0.0, 0.1, -0.2], atol=1e-6)
+    assert curvature[3] == pytest.approx(2 * 0.2 / ARC_MIN_DISTANCE**2)  # a target at the bumper
+    assert bearing[4] == pytest.approx(np.pi) and curvature[4] == 0.0  # behind
+    sharp = arcs(np.array([[0.5, 3.0]], np.float32))[1]
+    assert sharp == ARC_CURVATURE_RANGE  # clipped to the space's bound
 
 
 def rollout(seed: int, steps: int = 40) -> list[np.ndarray]:

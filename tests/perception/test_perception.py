@@ -331,3 +331,7 @@ def test_features_carry_the_affordance_predictions_and_ignore_exposure() -> None
     torch.testing.assert_close(probs.sum(1), torch.ones(2))
     torch.testing.assert_close(features[:, n + 4], out["light_distance"])
     torch.testing.assert_close(dark, features, atol=1e-3, rtol=1e-3)  # per-image standardisation
+    with torch.no_grad():
+        affordances = model.affordances(images)
+    assert affordances.shape == (2, model.config.affordance_outputs)
+    torch.testing.assert_close(affordances, features[:, n:])  # the tail the policy may see alone
