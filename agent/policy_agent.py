@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 import torch
@@ -70,7 +70,7 @@ class PolicyAgent:
         self._control = VehicleControl()
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, device: str = "cpu") -> PolicyAgent:
+    def from_checkpoint(cls, path: str | Path, device: str = "cpu") -> Self:
         """Load a ``train.py`` checkpoint (raises ``CheckpointError`` naming the file)."""
         model, checkpoint = load_model(path, device=device)
         return cls(model, checkpoint.config, checkpoint.encoder, checkpoint.normalizer)

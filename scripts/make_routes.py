@@ -63,7 +63,7 @@ def routes(
     avoid: dict[str, list[np.ndarray]],
 ) -> list[RouteSpec]:
     """Route specs for ``(town, count)`` pairs, numbered from 0, weathers assigned in turn."""
-    specs = []
+    specs: list[RouteSpec] = []
     for town, count in plan:
         for keypoints in sample(town, count, rng, avoid.get(town)):
             weather = Weather.preset(weathers[len(specs) % len(weathers)])

@@ -62,7 +62,9 @@ def panel(town: str, size: int = 420, seed: int = 0) -> np.ndarray:
             -1,
         )
     scale = size / max(image.shape[:2])
-    image = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    image = np.asarray(
+        cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA), np.uint8
+    )
     cv2.putText(image, town, (8, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (255, 255, 255), 2)
     return image
 

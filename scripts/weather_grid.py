@@ -82,6 +82,7 @@ def main() -> None:
     for name in PRESETS:
         world.set_weather(weather(name))
         frame = renderer.render(world, spec)
+        assert frame.depth is not None  # CameraSpec reads depth by default
         row = np.concatenate(
             [frame.rgb, labels_to_palette(frame.labels), depth_to_rgb(frame.depth)], axis=1
         )
