@@ -27,6 +27,9 @@ class EnvConfig:
             is drawn per episode.
         routes: A leaderboard route file; empty: random routes of ``route_length``.
         route_length: Random route length range [m].
+        lane_change_share: Probability that a random route changes into a neighbouring
+            same-direction lane on a multi-lane road it enters (``RoutePlanner.random_keypoints``;
+            0: only where the shortest path needs a change).
         weathers: Weather presets drawn per episode, or ``route`` for the route file's.
         vehicles: NPC vehicles per episode (traffic density).
         walkers: Pedestrians per episode.
@@ -65,6 +68,7 @@ class EnvConfig:
     towns: tuple[str, ...] = ("Grid01",)
     routes: str = ""
     route_length: tuple[float, float] = (250.0, 600.0)
+    lane_change_share: float = 0.0
     weathers: tuple[str, ...] = ("ClearNoon",)
     vehicles: int = 30
     walkers: int = 30
@@ -118,6 +122,7 @@ def _validate(config: EnvConfig) -> None:
             0 < config.route_length[0] <= config.route_length[1],
             "route_length must be [min, max] with 0 < min <= max",
         ),
+        (0.0 <= config.lane_change_share <= 1.0, "lane_change_share must be in [0, 1]"),
         (
             config.decision_hz > 0 and config.physics_dt > 0,
             "decision_hz and physics_dt must be positive",

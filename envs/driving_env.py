@@ -146,7 +146,9 @@ class DrivingEnv(gym.Env[dict[str, np.ndarray], Any]):
         keypoints = (
             route.keypoints
             if route is not None
-            else planner.random_keypoints(rng, *self.config.route_length)
+            else planner.random_keypoints(
+                rng, *self.config.route_length, self.config.lane_change_share
+            )
         )
         plan = planner.plan(keypoints)
         self._route, self._plan = route, plan

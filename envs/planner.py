@@ -172,12 +172,21 @@ class RoutePlanner:
 
     # ---------------------------------------------------------------------------- random routes
     def random_keypoints(
-        self, rng: np.random.Generator, min_length: float, max_length: float
+        self,
+        rng: np.random.Generator,
+        min_length: float,
+        max_length: float,
+        lane_change_share: float = 0.0,
     ) -> FloatArray:
         """Keypoints of a random drive of ``min_length``-``max_length`` metres.
 
         Starts on a random lane outside junctions and takes random turns; a keypoint is placed
-        5 m into every lane after a junction, so re-planning follows the same turns.
+        5 m into every lane after a junction, so re-planning follows the same turns. On a lane
+        with a same-direction neighbour that may be changed into (and is long enough), the
+        drive moves over to it with probability ``lane_change_share``: a keypoint on the
+        neighbour ``LANE_CHANGE_LENGTH + 20`` m in, which the plan reaches by a lane change.
+        Without it, a change only comes up where the shortest path needs one (about one
+        random Multi01 route in ten), while leaderboard routes have them often.
         """
         if not 0 < min_length <= max_length:
             raise ValueError(
@@ -198,7 +207,26 @@ class RoutePlanner:
                     keys.append((seg, max(remaining, 5.0)))
                     break
                 keys.append((seg, 5.0))
+                if lane_change_share > 0.0:
+                    seg = self._random_lane_change(seg, rng, lane_change_share, keys)
             travelled += float(self.map.seg_length[seg])
         segs = np.array([k[0] for k in keys])
         offsets = np.array([k[1] for k in keys])
         return self.map.pose(segs, offsets)[0]
+
+    def _random_lane_change(
+        self, seg: int, rng: np.random.Generator, share: float, keys: list[tuple[int, float]]
+    ) -> int:
+        """Maybe move a random drive from lane ``seg`` to a neighbour (see ``random_keypoints``);
+        returns the lane it continues on."""
+        into = LANE_CHANGE_LENGTH + 20.0
+        sides = [
+            int(n)
+            for n in (self.map.lane_left[seg], self.map.lane_right[seg])
+            if n >= 0 and self.map.seg_length[n] > into + 10.0
+        ]
+        if not sides or rng.random() >= share:
+            return seg
+        neighbour = sides[int(rng.integers(len(sides)))]
+        keys.append((neighbour, into))
+        return neighbour

@@ -129,6 +129,8 @@ def test_unknown_config_key_is_named() -> None:
         DrivingEnv({"vehicels": 3})
     with pytest.raises(ValueError, match="Sunny"):
         DrivingEnv({"weathers": ["Sunny"]})
+    with pytest.raises(ValueError, match="lane_change_share must be in"):
+        DrivingEnv({"lane_change_share": 1.5})
 
 
 def test_vector_envs() -> None:

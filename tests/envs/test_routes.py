@@ -179,6 +179,22 @@ def test_lane_changes_in_the_multi_lane_town() -> None:
     assert changes
 
 
+def test_random_routes_change_lanes_as_often_as_asked() -> None:
+    multi = RoutePlanner(load_town("Multi01"))
+    changing = {RoadOption.CHANGELANELEFT, RoadOption.CHANGELANERIGHT}
+
+    def share_with_changes(share: float) -> float:
+        rng = np.random.default_rng(0)
+        plans = [multi.plan(multi.random_keypoints(rng, 150.0, 400.0, share)) for _ in range(40)]
+        for plan in plans:
+            assert 140.0 < plan.length < 450.0
+            assert np.linalg.norm(np.diff(plan.points[:, :2], axis=0), axis=1).max() < 2.5
+        return float(np.mean([bool(set(p.commands.tolist()) & changing) for p in plans]))
+
+    rarely, often = share_with_changes(0.0), share_with_changes(1.0)
+    assert rarely < 0.2 and often >= 0.3 and often > 2 * rarely
+
+
 def test_written_routes_read_back(tmp_path: Path, planner: RoutePlanner) -> None:
     keypoints = planner.random_keypoints(np.random.default_rng(1), 300.0, 500.0)
     spec = RouteSpec("3", "Grid01", keypoints, ((0.0, Weather.preset("WetNoon")),))
