@@ -175,8 +175,13 @@ def main(argv: list[str] | None = None) -> int:
     if min(args.steps, args.heldout_steps, args.fits, args.epochs) < 1:
         parser.error("--steps, --heldout-steps, --fits and --epochs must be >= 1")
     progress = not args.json
-    train = collect(args.config, args.seed, args.steps, progress)
-    test = collect(args.config, args.heldout_seed, args.heldout_steps, progress)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # batch-1 encoding gains nothing from more; the env is the cost
+    try:
+        train = collect(args.config, args.seed, args.steps, progress)
+        test = collect(args.config, args.heldout_seed, args.heldout_steps, progress)
+    finally:
+        torch.set_num_threads(threads)
     results: dict[str, dict[str, float | None]] = {}
     for name in args.inputs:
         fits = [fit(train, test, name, seed, args.epochs) for seed in range(args.fits)]
