@@ -68,8 +68,8 @@ class TrainConfig:
             probabilities and the regressed distances and lane pose,
             ``PerceptionNet.affordances``: 9). A clone of the autopilot on all 585 fits its
             demonstrations by memorising the map features and predicts acceleration on new
-            drives with 2.5x the error of one that sees only the affordances (README,
-            "Training").
+            drives with 2.2x the error of one that sees only the affordances, 3.6x when the
+            autopilot brakes (``scripts/clone_probe.py``; README, "Training").
         measurements: Measurements the policy sees besides the features (``speed``,
             ``control``, ``targets``, ``arcs``, ``command``; see ``envs.observation``).
             ``control`` (the last action) is left out by default: a cloned policy that sees
