@@ -22,11 +22,10 @@ from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvStepReturn
 from torch import Tensor
 
+from agent.train_config import MEASUREMENT_KEYS as MEASUREMENTS
 from perception.model import PerceptionNet
 
 FEATURES = "features"
-MEASUREMENTS = ("speed", "control", "targets", "arcs", "command")
-"""Every measurement key of the env's observation (``TrainConfig.measurements`` picks some)."""
 
 
 def load_encoder(path: str | Path, device: str | torch.device = "cpu") -> PerceptionNet:

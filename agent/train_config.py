@@ -36,6 +36,7 @@ Algo = Literal["ppo", "dqn", "qrdqn"]
 ALGOS: tuple[str, ...] = ("ppo", "dqn", "qrdqn")
 SECTIONS = ("env", "algo_kwargs", "policy_kwargs")
 MEASUREMENT_KEYS = ("speed", "control", "targets", "arcs", "command")
+"""Every measurement key of the env's observation (``TrainConfig.measurements`` picks some)."""
 POLICY_FEATURES = ("all", "affordances")
 
 

@@ -99,6 +99,24 @@ def load_demonstrations(paths: Sequence[str | Path]) -> Demonstrations:
     return data
 
 
+def perturb(
+    expert: NDArray[np.float32],
+    pedal: NDArray[np.float64],
+    rng: np.random.Generator,
+    steer_noise: float,
+    pedal_noise: float,
+) -> tuple[NDArray[np.float32], NDArray[np.float64]]:
+    """The executed actions (n, 2) of the demonstrations: the expert's plus DART steer noise and
+    the AR(1) pedal noise ``pedal`` (n,), advanced one decision. Returns both (not clipped)."""
+    executed = expert.copy()
+    executed[:, 0] += rng.normal(0.0, steer_noise, size=len(expert))
+    pedal = PEDAL_MEMORY * pedal + math.sqrt(1.0 - PEDAL_MEMORY**2) * rng.normal(
+        0.0, pedal_noise, size=len(expert)
+    )
+    executed[:, 1] += pedal
+    return executed, pedal
+
+
 def collect_demonstrations(
     venv: VecEnv,
     steps: int,
@@ -141,12 +159,7 @@ def collect_demonstrations(
             assert isinstance(raw, dict)
             obs_log.append({k: np.array(v) for k, v in raw.items()})
             expert = np.asarray(venv.env_method("expert_action"), dtype=np.float32)
-            executed = expert.copy()
-            executed[:, 0] += rng.normal(0.0, steer_noise, size=n)
-            pedal = PEDAL_MEMORY * pedal + math.sqrt(1.0 - PEDAL_MEMORY**2) * rng.normal(
-                0.0, pedal_noise, size=n
-            )
-            executed[:, 1] += pedal
+            executed, pedal = perturb(expert, pedal, rng, steer_noise, pedal_noise)
             if driver is not None:
                 learner = rng.random(n) >= expert_share
                 assert isinstance(obs, dict)

@@ -60,7 +60,7 @@ class ObservationBuilder:
                     np.array([-1, 0, 0], np.float32), np.ones(3, np.float32), dtype=np.float32
                 ),
                 "targets": spaces.Box(
-                    -TARGET_RANGE, TARGET_RANGE, shape=(2 * config.num_targets,), dtype=np.float32
+                    -TARGET_RANGE, TARGET_RANGE, shape=(2 * n,), dtype=np.float32
                 ),
                 "arcs": spaces.Box(
                     np.tile(np.array([-math.pi, -ARC_CURVATURE_RANGE], np.float32), n),

@@ -289,10 +289,15 @@ class PerceptionNet(nn.Module):
         hidden = self.trunk(feats)
         return self.light_head(hidden), self.regression_head(hidden)
 
+    @staticmethod
+    def _affordance_vector(light: Tensor, reg: Tensor) -> Tensor:
+        """Light-state probabilities then the regressions, as the policy sees them."""
+        return torch.cat([light.softmax(dim=1), reg], dim=1)
+
     def _policy_features(self, feats: Tensor, light: Tensor, reg: Tensor) -> Tensor:
         if not self.config.affordance_features:
             return feats
-        return torch.cat([feats, light.softmax(dim=1), reg], dim=1)
+        return torch.cat([feats, self._affordance_vector(light, reg)], dim=1)
 
     def features(self, images: Tensor) -> Tensor:
         """The frozen-encoder output the policy sees: (B, ``feature_dim``)."""
@@ -306,7 +311,7 @@ class PerceptionNet(nn.Module):
         (B, ``config.affordance_outputs``), the last columns of ``features()`` when the
         architecture appends them. What a policy with ``policy_features: affordances`` sees."""
         light, reg = self._heads(self._features(self.encoder(self.normalize(images))))
-        return torch.cat([light.softmax(dim=1), reg], dim=1)
+        return self._affordance_vector(light, reg)
 
     def frozen(self, channels_last: bool = True) -> PerceptionNet:
         """A copy for inference only: eval mode, no gradients, batch norms folded into convs.

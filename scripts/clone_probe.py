@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -32,7 +31,7 @@ from tqdm import tqdm
 
 from agent.features import load_encoder
 from agent.train_config import load_config
-from agent.warmstart import PEDAL_MEMORY, TURN_STEER
+from agent.warmstart import TURN_STEER, perturb
 from envs.driving_env import DrivingEnv
 
 REPO = Path(__file__).resolve().parents[1]
@@ -57,7 +56,7 @@ def collect(config_path: Path, seed: int, steps: int, progress: bool) -> dict[st
     env = DrivingEnv(replace(config.env, frame_stack=1))
     rng = np.random.default_rng(seed)
     obs, _ = env.reset(seed=seed)
-    pedal = 0.0
+    pedal = np.zeros(1)
     rows: dict[str, list[NDArray[Any]]] = {
         k: [] for k in ("speed", "targets", "arcs", "command", "features", "action")
     }
@@ -73,13 +72,8 @@ def collect(config_path: Path, seed: int, steps: int, progress: bool) -> dict[st
             rows[key].append(obs[key])
         rows["features"].append(features.numpy()[0])
         rows["action"].append(expert)
-        executed = expert.copy()
-        executed[0] += rng.normal(0.0, config.bc_noise)
-        pedal = PEDAL_MEMORY * pedal + math.sqrt(1 - PEDAL_MEMORY**2) * rng.normal(
-            0.0, config.bc_pedal_noise
-        )
-        executed[1] += pedal
-        obs, _, terminated, truncated, _ = env.step(np.clip(executed, -1.0, 1.0))
+        executed, pedal = perturb(expert[None], pedal, rng, config.bc_noise, config.bc_pedal_noise)
+        obs, _, terminated, truncated, _ = env.step(np.clip(executed[0], -1.0, 1.0))
         if terminated or truncated:
             obs, _ = env.reset()
     env.close()
