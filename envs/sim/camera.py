@@ -33,9 +33,13 @@ from panda3d.core import (
     GraphicsEngine,
     GraphicsOutput,
     GraphicsPipe,
+    LMatrix4f,
     LVecBase2f,
     NodePath,
     OmniBoundingVolume,
+    PTA_float,
+    PTA_LMatrix4f,
+    PTA_LVecBase2f,
     RenderAttrib,
     Shader,
     Texture,
@@ -215,6 +219,23 @@ class CameraRenderer:
         self._weather: Weather | None = None
         self._placed: _View | None = None
         self._active: _View | None = None
+        # Per-frame and per-view uniforms are arrays bound once and then written in place:
+        # setting a shader input on the root every frame changes the scene's render state,
+        # which made panda3d recompose it on every draw (160x96 on llvmpipe, one core: 0.93 ms
+        # a frame with set_shader_input, 0.68 ms with these, identical images).
+        self._cam = PTA_LMatrix4f([LMatrix4f.ident_mat()])
+        self._noise_seed = PTA_LVecBase2f([LVecBase2f(0.0, 0.0)])
+        self._tan_half = PTA_LVecBase2f([LVecBase2f(1.0, 1.0)])
+        self._resolution = PTA_LVecBase2f([LVecBase2f(1.0, 1.0)])
+        self._sky_low = PTA_float([0.0])
+        for name, value in (
+            ("cam", self._cam),
+            ("noise_seed", self._noise_seed),
+            ("tan_half", self._tan_half),
+            ("resolution", self._resolution),
+            ("sky_low", self._sky_low),
+        ):
+            self.root.set_shader_input(name, value)
 
     # -------------------------------------------------------------------------------- scene
     def _add_sky(self, cells: tuple[int, int] = (1, 1)) -> None:
@@ -304,14 +325,13 @@ class CameraRenderer:
                 spec.focal,
             )
         )
-        root = self.root
-        root.set_shader_input("cam", view.camera.get_mat())
+        self._cam[0] = view.camera.get_mat()
         if view is not self._placed:  # per-view constants
-            root.set_shader_input("tan_half", view.tan_half)
-            root.set_shader_input("resolution", LVecBase2f(spec.width, spec.height))
-            root.set_shader_input("sky_low", view.sky_low)
+            self._tan_half[0] = view.tan_half
+            self._resolution[0] = LVecBase2f(spec.width, spec.height)
+            self._sky_low[0] = view.sky_low
             self._placed = view
-        root.set_shader_input("noise_seed", LVecBase2f(self.seed % 997, world.frame % 8192))
+        self._noise_seed[0] = LVecBase2f(self.seed % 997, world.frame % 8192)
 
     def _view(self, spec: CameraSpec) -> _View:
         view = self._by_spec.get(spec)
