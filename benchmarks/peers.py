@@ -12,23 +12,17 @@ import argparse
 import json
 import os
 import sys
-import time
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
+from benchmarks.throughput import random_steps
+
 
 def steps_per_second(env: gym.Env[Any, Any], steps: int, seed: int) -> float:
     """Random-action steps per second, resetting when an episode ends."""
-    env.reset(seed=seed)
-    env.action_space.seed(seed)
-    start = time.perf_counter()
-    for _ in range(steps):
-        _, _, terminated, truncated, _ = env.step(env.action_space.sample())
-        if terminated or truncated:
-            env.reset()
-    return steps / (time.perf_counter() - start)
+    return steps / random_steps(env, steps, seed)[0]
 
 
 def highway_env() -> gym.Env[Any, Any]:
