@@ -95,7 +95,9 @@ class TrainConfig:
         dagger_steps: Env steps driven per DAgger round.
         dagger_epochs: Behaviour-cloning passes over all the data after each round.
         bc_turn_share: Share of the cloned samples that are turning (expert steer above
-            0.15), reached by repeating them (``agent.warmstart._turn_balance``); 0: as driven.
+            0.15), reached by repeating them (``agent.warmstart._rebalance``); 0: as driven.
+        bc_brake_share: The same for samples where the expert brakes hard (deceleration or
+            brake above 0.3).
         bc_steer_weight: Weight of the steering error against the other action's in the
             cloning loss (1: plain mean squared error over both).
         algo_kwargs: Keyword arguments of the SB3 algorithm (``learning_rate``, ``n_steps``...).
@@ -137,6 +139,7 @@ class TrainConfig:
     dagger_steps: int = 20_000
     dagger_epochs: int = 5
     bc_turn_share: float = 0.0
+    bc_brake_share: float = 0.0
     bc_steer_weight: float = 1.0
     algo_kwargs: dict[str, Any] = field(default_factory=dict)
     policy_kwargs: dict[str, Any] = field(default_factory=dict)
@@ -180,6 +183,8 @@ class TrainConfig:
             )
         if not 0.0 <= self.bc_turn_share < 1.0:
             raise ConfigError(f"bc_turn_share must be in [0, 1), got {self.bc_turn_share}")
+        if not 0.0 <= self.bc_brake_share < 1.0:
+            raise ConfigError(f"bc_brake_share must be in [0, 1), got {self.bc_brake_share}")
         if self.bc_steer_weight <= 0.0:
             raise ConfigError(f"bc_steer_weight must be > 0, got {self.bc_steer_weight}")
         if self.dagger_rounds and not self.bc_steps:

@@ -270,6 +270,7 @@ def _warm_start(
             dagger_epochs=config.dagger_epochs,
             turn_share=config.bc_turn_share,
             steer_weight=config.bc_steer_weight,
+            brake_share=config.bc_brake_share,
             on_stage=save_stage,
             resume=resume,
         )

@@ -365,6 +365,8 @@ def test_behaviour_cloning_fits_the_autopilot(encoder_file: Path) -> None:
         venv.close()
     with pytest.raises(ConfigError, match="bc_steer_weight must be > 0"):
         smoke(encoder_file, "bc_steer_weight=0")
+    with pytest.raises(ConfigError, match=r"bc_brake_share must be in \[0, 1\), got 1.0"):
+        smoke(encoder_file, "bc_brake_share=1.0")
     with pytest.raises(ConfigError, match="needs ppo with continuous actions"):
         tiny_dqn("dqn", encoder_file, "bc_steps=10")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from agent.warmstart import _standing_balance
 
@@ -41,14 +42,39 @@ def test_a_learner_that_sits_at_a_green_light_gives_starts() -> None:
 
 
 def test_turns_are_repeated_to_the_asked_share() -> None:
-    from agent.warmstart import _turn_balance
+    from agent.warmstart import _rebalance
 
     actions = np.zeros((100, 2), dtype=np.float32)
     actions[:5, 0] = -0.6  # five samples of a left turn among 95 straight ones
-    keep = _turn_balance(actions, 0.3)
+    keep = _rebalance(actions, 0.3)
     turning = np.abs(actions[keep, 0]) > 0.15
     assert 0.25 < turning.mean() < 0.35
     assert set(keep.tolist()) == set(range(100))  # nothing dropped
-    assert np.array_equal(_turn_balance(actions, 0.0), np.arange(100))
+    assert np.array_equal(_rebalance(actions, 0.0), np.arange(100))
     actions[:, 0] = 0.0
-    assert np.array_equal(_turn_balance(actions, 0.3), np.arange(100))  # no turns: as is
+    assert np.array_equal(_rebalance(actions, 0.3), np.arange(100))  # no turns: as is
+
+
+@pytest.mark.parametrize("columns", [2, 3])
+def test_hard_braking_is_repeated_to_the_asked_share(columns: int) -> None:
+    from agent.warmstart import _rebalance
+
+    actions = np.zeros((200, columns), dtype=np.float32)
+    if columns == 2:  # steer, signed acceleration
+        actions[:8, 1] = -0.8
+        actions[8:12, 1] = -0.1  # easing off is not braking
+    else:  # steer, throttle, brake
+        actions[:8, 2] = 0.8
+        actions[8:12, 2] = 0.1
+    actions[4:20, 0] = 0.5  # 4 of the braking samples also turn
+    braking = np.zeros(200, dtype=bool)
+    braking[:8] = True
+    assert np.array_equal(_rebalance(actions, 0.0, 0.0), np.arange(200))
+    keep = _rebalance(actions, 0.0, 0.2)
+    assert 0.15 < braking[keep].mean() < 0.25
+    assert set(keep.tolist()) == set(range(200)) and np.all(np.diff(keep) >= 0)
+    # Both: a turning and braking sample takes the larger of the two counts.
+    both = np.bincount(_rebalance(actions, 0.3, 0.2), minlength=200)
+    turn_only = np.bincount(_rebalance(actions, 0.3, 0.0), minlength=200)
+    brake_only = np.bincount(_rebalance(actions, 0.0, 0.2), minlength=200)
+    np.testing.assert_array_equal(both, np.maximum(turn_only, brake_only))
