@@ -79,6 +79,9 @@ class TrainConfig:
         finetune_encoder: Train the encoder with the policy (images go into the rollout
             buffer; much slower). Off: the frozen encoder runs once per env step, batched.
         normalize: Running mean/std normalisation of the observations (VecNormalize).
+        normalize_update: Whether the RL phase keeps updating the normalisation's running
+            statistics. False freezes them where the warm start (or ``init_from``) left them,
+            so that RL fine-tunes a clone on the inputs it was fitted to.
         bc_steps: Autopilot demonstrations (env steps) cloned into the policy before RL
             (PPO with continuous actions; 0: pure RL). See ``agent.warmstart``.
         bc_epochs: Behaviour-cloning passes over the demonstrations.
@@ -130,6 +133,7 @@ class TrainConfig:
     measurements: tuple[str, ...] = ("speed", "targets", "command")
     finetune_encoder: bool = False
     normalize: bool = True
+    normalize_update: bool = True
     bc_steps: int = 0
     bc_epochs: int = 10
     bc_noise: float = 0.15

@@ -387,6 +387,9 @@ def train(
         if checkpoint is None and config.bc_steps and not config.init_from:
             _warm_start(config, run_dir, model, venv, stage, progress, sb3_logger)
         remaining = config.total_steps - model.num_timesteps
+        norm = unwrap_vec_normalize(venv)
+        if norm is not None and not config.normalize_update:
+            norm.training = False  # the clone's input statistics, kept through the RL phase
         if remaining > 0:
             model.learn(
                 total_timesteps=remaining,
@@ -395,9 +398,7 @@ def train(
                 ),
                 reset_num_timesteps=False,
             )
-        save_checkpoint(
-            run_dir / FINAL, model, config, config.encoder_path, unwrap_vec_normalize(venv)
-        )
+        save_checkpoint(run_dir / FINAL, model, config, config.encoder_path, norm)
     finally:
         venv.close()
     return model

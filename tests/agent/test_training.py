@@ -400,6 +400,17 @@ def test_dagger_rounds_let_the_learner_drive_and_keep_the_expert_labels(
     assert {"warmstart.zip", "dagger_1.zip", "dagger_2.zip"} <= set(saved)
     loaded, extras = load_model(run / CHECKPOINTS / "dagger_2.zip")
     assert extras.normalizer is not None and loaded.num_timesteps == 0
+    # The RL phase updates the statistics, unless they are frozen at the clone's.
+    for update, changed in (("true", True), ("false", False)):
+        frozen = tmp_path / f"update_{update}"
+        train(smoke(encoder_file, *rounds, f"normalize_update={update}"), frozen, progress=False)
+        _, clone = load_model(frozen / CHECKPOINTS / "dagger_2.zip")
+        _, final = load_model(frozen / FINAL)
+        assert clone.normalizer is not None and final.normalizer is not None
+        same = np.array_equal(
+            clone.normalizer.obs_rms["speed"].var, final.normalizer.obs_rms["speed"].var
+        )
+        assert same != changed, update
 
 
 def test_a_run_killed_in_the_warm_start_resumes_after_its_last_stage(
