@@ -289,7 +289,12 @@ def _repeats(selected: NDArray[np.bool_], share: float) -> int:
     return min(MAX_REPEAT, max(1, round(wanted / count)))
 
 
-def _braking(actions: NDArray[Any]) -> NDArray[np.bool_]:
+def is_turning(actions: NDArray[Any]) -> NDArray[np.bool_]:
+    """Samples where the expert turns: steer (column 0) beyond ``TURN_STEER`` either way."""
+    return np.asarray(np.abs(actions[:, 0]) > TURN_STEER)
+
+
+def is_braking(actions: NDArray[Any]) -> NDArray[np.bool_]:
     """Samples where the expert brakes hard: acceleration (2 columns: steer, acceleration)
     below ``-BRAKE_ACTION``, or brake (3 columns: steer, throttle, brake) above it."""
     if actions.shape[1] == 2:
@@ -308,11 +313,11 @@ def _rebalance(
     and a clone brakes too little behind a car (measured on a held-out route: brake 0-0.05
     with the car 7 m ahead at 5.6 m/s, where the expert braked 1.0). Samples whose expert steer
     exceeds ``TURN_STEER`` are repeated until they make up ``turn_share`` of the data, those
-    that brake hard (``_braking``) until ``brake_share``; a sample that is both takes the larger
+    that brake hard (``is_braking``) until ``brake_share``; a sample that is both takes the larger
     count (at most ``MAX_REPEAT``). Shares of 0 leave the data as it is.
     """
-    turning = np.abs(actions[:, 0]) > TURN_STEER
-    braking = _braking(actions)
+    turning = is_turning(actions)
+    braking = is_braking(actions)
     turn_repeat, brake_repeat = _repeats(turning, turn_share), _repeats(braking, brake_share)
     counts = np.ones(len(actions), dtype=np.int64)
     counts[turning] = turn_repeat

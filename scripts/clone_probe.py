@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from agent.features import load_encoder
 from agent.train_config import load_config
-from agent.warmstart import TURN_STEER, perturb
+from agent.warmstart import is_braking, is_turning, perturb
 from envs.driving_env import DrivingEnv
 
 REPO = Path(__file__).resolve().parents[1]
@@ -43,7 +43,6 @@ INPUT_SETS = (
     "all",
     "all+arcs",
 )
-BRAKING = -0.3  # expert acceleration below this counts as braking
 COLUMNS = ("train_mse", "steer_mse", "steer_mse_turning", "accel_mse", "accel_mse_braking")
 
 
@@ -136,8 +135,8 @@ def fit(
         predicted = net(torch.from_numpy(x_test)).numpy()
     label = test["action"]
     error = (predicted - label) ** 2
-    turning = np.abs(label[:, 0]) > TURN_STEER
-    braking = label[:, 1] < BRAKING
+    turning = is_turning(label)
+    braking = is_braking(label)
     return {
         "train_mse": float(((fitted - train["action"]) ** 2).mean()),
         "steer_mse": float(error[:, 0].mean()),
@@ -185,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps({"config": str(args.config), "fits": args.fits, "results": results}))
         return 0
-    turning = np.abs(test["action"][:, 0]) > TURN_STEER
+    turning = is_turning(test["action"])
     print(
         f"held-out: {len(test['action'])} decisions, {int(turning.sum())} turning; "
         f"label variance steer {test['action'][:, 0].var():.4f}, "
