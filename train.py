@@ -4,7 +4,7 @@ Examples::
 
     python train.py                                   # configs/ppo.yaml, embedded simulator
     python train.py --config configs/qrdqn.yaml --run-dir runs/qrdqn
-    python train.py --set total_steps=200000 --set env.vehicles=10 --set n_envs=2
+    python train.py --set total_steps=200000 env.vehicles=10 n_envs=2
     python train.py --resume runs/ppo                 # continue after an interruption
     tensorboard --logdir runs
 
@@ -41,11 +41,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--set",
         dest="overrides",
-        action="append",
+        action="extend",
+        nargs="+",
         default=[],
         metavar="KEY=VALUE",
-        help="override a config key, values parsed as YAML; dotted keys reach the env, "
-        "algo_kwargs and policy_kwargs sections (env.vehicles=10). Repeatable.",
+        help="override config keys, values parsed as YAML; dotted keys reach the env, "
+        "algo_kwargs and policy_kwargs sections (env.vehicles=10). Takes several pairs "
+        "(--set n_envs=2 env.vehicles=10) and can be repeated.",
     )
     parser.add_argument(
         "--run-dir",

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
@@ -116,8 +117,18 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
     except ValueError as exc:
         raise CheckpointError(f"{path}: its encoder does not load here ({exc})") from exc
     encoder = encoder.frozen()
-    normalizer = pickle.loads(norm_bytes) if norm_bytes is not None else None
+    normalizer = _unpickle_normalizer(norm_bytes) if norm_bytes is not None else None
     return Checkpoint(config, encoder, normalizer, int(meta.get("num_timesteps", 0)))
+
+
+def _unpickle_normalizer(data: bytes) -> VecNormalize:
+    """A pickled ``VecNormalize`` that can be pickled again: SB3's ``__getstate__`` drops
+    ``class_attributes`` and ``returns`` and deletes them again when pickling, so an unpickled
+    one could not go into another checkpoint (``KeyError: 'class_attributes'``)."""
+    normalizer: VecNormalize = pickle.loads(data)
+    normalizer.class_attributes = {}
+    normalizer.returns = np.zeros(normalizer.num_envs)
+    return normalizer
 
 
 def load_model(

@@ -17,6 +17,7 @@ Layout of a run folder::
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -318,6 +319,15 @@ def _restore(path: Path, venv: VecEnv, device: str) -> BaseAlgorithm:
     return model
 
 
+def set_action_std(model: BaseAlgorithm, std: float) -> None:
+    """Set a PPO policy's Gaussian action standard deviation (every action dimension)."""
+    log_std = getattr(model.policy, "log_std", None)
+    if not isinstance(log_std, torch.nn.Parameter):
+        raise RunError("action_std: this policy has no Gaussian log_std (continuous PPO only)")
+    with torch.no_grad():
+        log_std.fill_(math.log(std))
+
+
 def resolve_device(device: str) -> str:
     """``auto`` -> ``cuda`` when available, else ``cpu``."""
     if device == "auto":
@@ -386,6 +396,8 @@ def train(
             _hyperparameters(writer, config)
         if checkpoint is None and config.bc_steps and not config.init_from:
             _warm_start(config, run_dir, model, venv, stage, progress, sb3_logger)
+        if checkpoint is None and config.action_std:
+            set_action_std(model, config.action_std)
         remaining = config.total_steps - model.num_timesteps
         norm = unwrap_vec_normalize(venv)
         if norm is not None and not config.normalize_update:

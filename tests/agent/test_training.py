@@ -22,7 +22,7 @@ from agent.callbacks import (
     RunCallback,
     read_eval_history,
 )
-from agent.checkpoint import CheckpointError, load_model, read_checkpoint
+from agent.checkpoint import CheckpointError, load_model, read_checkpoint, save_checkpoint
 from agent.policy_agent import PolicyAgent
 from agent.train_config import ConfigError, TrainConfig, load_config
 from agent.training import RunError, env_config_for, latest_checkpoint, make_vec_env, train
@@ -102,6 +102,8 @@ def test_shipped_configs_load() -> None:
         (["env.weathers=[Sunny]"], "unknown weather"),
         (["policy_features=pixels"], "policy_features: 'pixels'; use one of"),
         (["measurements=[speed, arc]"], r"measurements: unknown \['arc'\]"),
+        (["action_std=-0.1"], "action_std must be >= 0"),
+        (["algo=dqn", "env.action=discrete", "action_std=0.1"], "action_std needs ppo with"),
     ],
 )
 def test_bad_config_names_the_problem(overrides: list[str], message: str) -> None:
@@ -124,6 +126,11 @@ def test_cli_reports_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert "no such config file" in capsys.readouterr().err
     assert train_cli.main(["--resume", str(tmp_path / "empty")]) == 2
     assert "no such config file" in capsys.readouterr().err
+
+
+def test_set_takes_several_pairs_and_repeats() -> None:
+    args = train_cli.parse_args(["--set", "n_envs=2", "env.vehicles=3", "--set", "seed=4"])
+    assert args.overrides == ["n_envs=2", "env.vehicles=3", "seed=4"]
 
 
 # --------------------------------------------------------------------------- metrics
@@ -531,3 +538,33 @@ def test_init_from_starts_a_fresh_run_from_a_checkpoints_policy(
         venv.close()
     model = train(config, tmp_path / "b", progress=False)  # no warm start, PPO from there
     assert model.num_timesteps == 64
+
+
+def test_action_std_is_set_on_an_init_from_policy(encoder_file: Path, tmp_path: Path) -> None:
+    first = smoke(encoder_file, "total_steps=64")
+    train(first, tmp_path / "a", progress=False)
+    config = smoke(
+        encoder_file,
+        f"init_from={tmp_path / 'a' / FINAL}",
+        "action_std=0.05",
+        "algo_kwargs.learning_rate=0.0",  # the RL phase leaves the parameters as they start
+        "total_steps=64",
+    )
+    model = train(config, tmp_path / "b", progress=False)
+    torch.testing.assert_close(model.policy.log_std.exp(), torch.full((2,), 0.05))
+    saved, _ = load_model(tmp_path / "b" / FINAL)
+    torch.testing.assert_close(saved.policy.log_std.exp(), torch.full((2,), 0.05))
+
+
+def test_a_loaded_normalizer_goes_into_a_new_checkpoint(encoder_file: Path, tmp_path: Path) -> None:
+    """Regression: an unpickled VecNormalize lacks what SB3's pickling deletes, so saving a
+    loaded checkpoint's normalizer again raised ``KeyError: 'class_attributes'``."""
+    config = smoke(encoder_file, "total_steps=64")
+    train(config, tmp_path / "a", progress=False)
+    model, extras = load_model(tmp_path / "a" / FINAL)
+    again = save_checkpoint(tmp_path / "again.zip", model, config, encoder_file, extras.normalizer)
+    reread = read_checkpoint(again).normalizer
+    assert reread is not None and extras.normalizer is not None
+    np.testing.assert_array_equal(
+        reread.obs_rms["speed"].var, extras.normalizer.obs_rms["speed"].var
+    )
