@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env import unwrap_vec_normalize
 from tqdm import tqdm
@@ -75,6 +76,42 @@ class DrivingMetricsCallback(BaseCallback):
         for key, total in self._terms[i].items():
             record(f"reward_terms/{key}", total)
         self._terms[i], self._speed[i], self._steps[i] = {}, 0.0, 0
+
+
+class CriticWarmupCallback(BaseCallback):
+    """Train only PPO's value function while ``num_timesteps <= steps``: the actor (policy
+    network, action head and log std) takes no gradient in those updates.
+
+    A policy that starts from a clone (or from a checkpoint trained on another reward) has a
+    value head that predicts the wrong returns, and its first advantages are noise that the
+    actor's first updates follow. The decision is taken per update, after each rollout.
+    """
+
+    def __init__(self, steps: int) -> None:
+        super().__init__()
+        self.steps = steps
+
+    def _actor_parameters(self) -> list[Any]:
+        policy: Any = self.model.policy
+        log_std = getattr(policy, "log_std", None)  # Gaussian actions only
+        return [
+            *policy.mlp_extractor.policy_net.parameters(),
+            *policy.action_net.parameters(),
+            *([log_std] if isinstance(log_std, torch.nn.Parameter) else []),
+        ]
+
+    def _freeze(self, frozen: bool) -> None:
+        for parameter in self._actor_parameters():
+            parameter.requires_grad_(not frozen)
+
+    def _on_rollout_end(self) -> None:
+        self._freeze(self.num_timesteps <= self.steps)
+
+    def _on_training_end(self) -> None:
+        self._freeze(False)
+
+    def _on_step(self) -> bool:
+        return True
 
 
 class RunCallback(BaseCallback):

@@ -87,6 +87,9 @@ class TrainConfig:
             ``policy_kwargs.log_std_init`` only reaches a new policy). A clone explored at
             0.20 loses 10-30 driving-score points within 50,000 PPO steps; at 0.07 it keeps
             them (README, "Training").
+        critic_warmup: PPO env steps at the start of the RL phase in which only the value
+            function learns (the actor frozen), so that a clone's first policy updates follow
+            advantages from a critic fitted to this run's reward (0: off).
         bc_steps: Autopilot demonstrations (env steps) cloned into the policy before RL
             (PPO with continuous actions; 0: pure RL). See ``agent.warmstart``.
         bc_epochs: Behaviour-cloning passes over the demonstrations.
@@ -140,6 +143,7 @@ class TrainConfig:
     normalize: bool = True
     normalize_update: bool = True
     action_std: float = 0.0
+    critic_warmup: int = 0
     bc_steps: int = 0
     bc_epochs: int = 10
     bc_noise: float = 0.15
@@ -179,6 +183,7 @@ class TrainConfig:
             "dagger_rounds",
             "dagger_steps",
             "dagger_epochs",
+            "critic_warmup",
         ):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
@@ -201,6 +206,8 @@ class TrainConfig:
             raise ConfigError(f"action_std must be >= 0 (0: keep), got {self.action_std}")
         if self.action_std and (self.algo != "ppo" or self.env.action == "discrete"):
             raise ConfigError("action_std needs ppo with continuous actions")
+        if self.critic_warmup and self.algo != "ppo":
+            raise ConfigError("critic_warmup needs ppo (DQN's Q-function is the policy)")
         if self.dagger_rounds and not self.bc_steps:
             raise ConfigError("dagger_rounds needs bc_steps > 0 (the first clone DAgger improves)")
         if self.policy_features not in POLICY_FEATURES:

@@ -26,7 +26,7 @@ from typing import Any
 import gymnasium as gym
 import torch
 from stable_baselines3.common.base_class import BaseAlgorithm
-from stable_baselines3.common.callbacks import CallbackList
+from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.logger import CSVOutputFormat, configure
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import (
@@ -40,6 +40,7 @@ from stable_baselines3.common.vec_env import (
 from agent.callbacks import (
     CHECKPOINTS,
     FINAL,
+    CriticWarmupCallback,
     DrivingMetricsCallback,
     RunCallback,
     tensorboard_writer,
@@ -403,11 +404,13 @@ def train(
         if norm is not None and not config.normalize_update:
             norm.training = False  # the clone's input statistics, kept through the RL phase
         if remaining > 0:
+            callbacks: list[BaseCallback] = [DrivingMetricsCallback()]
+            if config.critic_warmup:
+                callbacks.append(CriticWarmupCallback(config.critic_warmup))
+            callbacks.append(RunCallback(config, run_dir, progress))
             model.learn(
                 total_timesteps=remaining,
-                callback=CallbackList(
-                    [DrivingMetricsCallback(), RunCallback(config, run_dir, progress)]
-                ),
+                callback=CallbackList(callbacks),
                 reset_num_timesteps=False,
             )
         save_checkpoint(run_dir / FINAL, model, config, config.encoder_path, norm)

@@ -103,6 +103,8 @@ def test_shipped_configs_load() -> None:
         (["policy_features=pixels"], "policy_features: 'pixels'; use one of"),
         (["measurements=[speed, arc]"], r"measurements: unknown \['arc'\]"),
         (["action_std=-0.1"], "action_std must be >= 0"),
+        (["critic_warmup=-1"], "critic_warmup must be >= 0"),
+        (["algo=dqn", "env.action=discrete", "critic_warmup=64"], "critic_warmup needs ppo"),
         (["algo=dqn", "env.action=discrete", "action_std=0.1"], "action_std needs ppo with"),
     ],
 )
@@ -554,6 +556,29 @@ def test_action_std_is_set_on_an_init_from_policy(encoder_file: Path, tmp_path: 
     torch.testing.assert_close(model.policy.log_std.exp(), torch.full((2,), 0.05))
     saved, _ = load_model(tmp_path / "b" / FINAL)
     torch.testing.assert_close(saved.policy.log_std.exp(), torch.full((2,), 0.05))
+
+
+def test_critic_warmup_trains_only_the_value_function_at_first(
+    encoder_file: Path, tmp_path: Path
+) -> None:
+    train(smoke(encoder_file, "total_steps=64"), tmp_path / "a", progress=False)
+    start = dict(load_model(tmp_path / "a" / FINAL)[0].policy.named_parameters())
+
+    def changed(total: int, run: str) -> set[str]:
+        config = smoke(
+            encoder_file,
+            f"init_from={tmp_path / 'a' / FINAL}",
+            "critic_warmup=64",
+            f"total_steps={total}",  # n_steps 64: one update per 64 steps
+        )
+        model = train(config, tmp_path / run, progress=False)
+        after = model.policy.named_parameters()
+        return {name for name, p in after if not torch.equal(p.detach(), start[name].detach())}
+
+    warm = changed(64, "b")  # the only update falls in the warm-up
+    assert warm and all(name.startswith(("value_net", "mlp_extractor.value_net")) for name in warm)
+    later = changed(128, "c")  # the second one trains the actor too
+    assert {"action_net.weight", "log_std"} <= later
 
 
 def test_a_loaded_normalizer_goes_into_a_new_checkpoint(encoder_file: Path, tmp_path: Path) -> None:
