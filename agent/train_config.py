@@ -90,6 +90,10 @@ class TrainConfig:
         critic_warmup: PPO env steps at the start of the RL phase in which only the value
             function learns (the actor frozen), so that a clone's first policy updates follow
             advantages from a critic fitted to this run's reward (0: off).
+        anchor_coef: Weight of a KL penalty that keeps the PPO policy near the one the RL
+            phase started from (``init_from``, or the warm start's last stage): after each
+            rollout, one pass of gradient steps on ``anchor_coef * KL(start || policy)`` over
+            the rollout's states (``agent.callbacks.AnchorCallback``; 0: off).
         bc_steps: Autopilot demonstrations (env steps) cloned into the policy before RL
             (PPO with continuous actions; 0: pure RL). See ``agent.warmstart``.
         bc_epochs: Behaviour-cloning passes over the demonstrations.
@@ -144,6 +148,7 @@ class TrainConfig:
     normalize_update: bool = True
     action_std: float = 0.0
     critic_warmup: int = 0
+    anchor_coef: float = 0.0
     bc_steps: int = 0
     bc_epochs: int = 10
     bc_noise: float = 0.15
@@ -208,6 +213,12 @@ class TrainConfig:
             raise ConfigError("action_std needs ppo with continuous actions")
         if self.critic_warmup and self.algo != "ppo":
             raise ConfigError("critic_warmup needs ppo (DQN's Q-function is the policy)")
+        if self.anchor_coef < 0.0:
+            raise ConfigError(f"anchor_coef must be >= 0, got {self.anchor_coef}")
+        if self.anchor_coef and (self.algo != "ppo" or not (self.init_from or self.bc_steps)):
+            raise ConfigError(
+                "anchor_coef needs ppo and a policy to stay near: set init_from or bc_steps"
+            )
         if self.dagger_rounds and not self.bc_steps:
             raise ConfigError("dagger_rounds needs bc_steps > 0 (the first clone DAgger improves)")
         if self.policy_features not in POLICY_FEATURES:

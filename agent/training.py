@@ -25,6 +25,7 @@ from typing import Any
 
 import gymnasium as gym
 import torch
+from stable_baselines3 import PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.logger import CSVOutputFormat, configure
@@ -280,6 +281,70 @@ def _warm_start(
         path.unlink()
 
 
+def _anchor_policy(config: TrainConfig, run_dir: Path, device: str) -> Any:
+    """The frozen policy the RL phase started from: ``init_from``'s, or the warm start's
+    last stage (read from disk, so a resumed run keeps the same anchor)."""
+    path = (
+        Path(config.init_from) if config.init_from else _stage_file(run_dir, config.dagger_rounds)
+    )
+    policy = load_model(path, device=device)[0].policy
+    policy.set_training_mode(False)
+    for parameter in policy.parameters():
+        parameter.requires_grad_(False)
+    return policy
+
+
+class AnchoredPPO(PPO):
+    """PPO whose loss also holds ``anchor_coef * KL(anchor || policy)``.
+
+    PPO's clipped objective bounds each update, not the sum of many noisy ones: a clone
+    fine-tuned on a reward it already scores well on drifts on noise and forgets what it was
+    taught. The anchor (the policy the RL phase started from) pulls it back wherever the
+    advantages do not consistently push. A PPO model becomes one by ``anchor_to``; it saves
+    and loads as plain PPO.
+
+    SB3's loss is ``policy + ent_coef * (-entropy) + vf_coef * value``, with the entropy from
+    ``policy.evaluate_actions``. During ``train`` the entropy coefficient is 1 and
+    ``evaluate_actions`` returns ``ent_coef * entropy - anchor_coef * KL``, so the loss gains
+    exactly the KL term (``train/entropy_loss`` then logs the sum, ``train/anchor_kl`` the KL).
+    """
+
+    anchor: Any
+    anchor_coef: float
+
+    def _excluded_save_params(self) -> list[str]:
+        return [*super()._excluded_save_params(), "anchor", "anchor_coef"]
+
+    def train(self) -> None:
+        policy: Any = self.policy
+        ent_coef, evaluate = float(self.ent_coef), policy.evaluate_actions
+
+        def evaluate_anchored(observations: Any, actions: torch.Tensor) -> tuple[Any, Any, Any]:
+            values, log_prob, entropy = evaluate(observations, actions)
+            with torch.no_grad():
+                target = self.anchor.get_distribution(observations).distribution
+            current = policy.get_distribution(observations).distribution
+            kl = torch.distributions.kl_divergence(target, current).sum(dim=-1)
+            self.logger.record_mean("train/anchor_kl", float(kl.detach().mean()))
+            entropy = -log_prob if entropy is None else entropy
+            return values, log_prob, ent_coef * entropy - self.anchor_coef * kl
+
+        self.ent_coef, policy.evaluate_actions = 1.0, evaluate_anchored
+        try:
+            super().train()
+        finally:
+            self.ent_coef = ent_coef
+            del policy.evaluate_actions
+
+
+def anchor_to(model: BaseAlgorithm, anchor: Any, coef: float) -> None:
+    """Make a PPO ``model`` an ``AnchoredPPO`` that stays near the frozen policy ``anchor``."""
+    if not isinstance(model, PPO):
+        raise RunError("anchor_coef: only PPO can be anchored")
+    model.__class__ = AnchoredPPO
+    model.anchor, model.anchor_coef = anchor, coef  # type: ignore[attr-defined]
+
+
 # --------------------------------------------------------------------------------- run
 def latest_checkpoint(run_dir: Path) -> Path | None:
     """The newest periodic checkpoint of a run (or its final one)."""
@@ -399,6 +464,8 @@ def train(
             _warm_start(config, run_dir, model, venv, stage, progress, sb3_logger)
         if checkpoint is None and config.action_std:
             set_action_std(model, config.action_std)
+        if config.anchor_coef:
+            anchor_to(model, _anchor_policy(config, run_dir, device), config.anchor_coef)
         remaining = config.total_steps - model.num_timesteps
         norm = unwrap_vec_normalize(venv)
         if norm is not None and not config.normalize_update:

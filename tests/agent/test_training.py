@@ -581,6 +581,44 @@ def test_critic_warmup_trains_only_the_value_function_at_first(
     assert {"action_net.weight", "log_std"} <= later
 
 
+def actor_vector(policy: Any) -> torch.Tensor:
+    """The actor's parameters (policy network, action head, log std) as one vector."""
+    return torch.cat(
+        [
+            p.detach().flatten()
+            for name, p in policy.named_parameters()
+            if name.startswith(("mlp_extractor.policy_net", "action_net", "log_std"))
+        ]
+    )
+
+
+def test_anchor_keeps_the_policy_near_where_it_started(encoder_file: Path, tmp_path: Path) -> None:
+    train(smoke(encoder_file, "total_steps=64"), tmp_path / "a", progress=False)
+    start = actor_vector(load_model(tmp_path / "a" / FINAL)[0].policy)
+
+    def drift(run: str, *overrides: str) -> float:
+        config = smoke(
+            encoder_file,
+            f"init_from={tmp_path / 'a' / FINAL}",
+            "algo_kwargs.learning_rate=1e-3",
+            "algo_kwargs.n_epochs=4",
+            "total_steps=128",
+            *overrides,
+        )
+        model = train(config, tmp_path / run, progress=False)
+        assert type(model).__name__ == ("AnchoredPPO" if overrides else "PPO")
+        assert model.ent_coef == 0.0
+        saved, _ = load_model(tmp_path / run / FINAL)
+        assert saved.ent_coef == 0.0  # the loss trick does not leak into the checkpoint
+        return float((actor_vector(model.policy) - start).abs().sum())
+
+    free = drift("free")
+    anchored = drift("anchored", "anchor_coef=1000.0")
+    assert anchored < 0.5 * free
+    with open(tmp_path / "anchored" / "progress.csv") as f:
+        assert "train/anchor_kl" in f.readline()
+
+
 def test_a_loaded_normalizer_goes_into_a_new_checkpoint(encoder_file: Path, tmp_path: Path) -> None:
     """Regression: an unpickled VecNormalize lacks what SB3's pickling deletes, so saving a
     loaded checkpoint's normalizer again raised ``KeyError: 'class_attributes'``."""
