@@ -283,11 +283,15 @@ def _warm_start(
 
 def _anchor_policy(config: TrainConfig, run_dir: Path, device: str) -> Any:
     """The frozen policy the RL phase started from: ``init_from``'s, or the warm start's
-    last stage (read from disk, so a resumed run keeps the same anchor)."""
+    last stage (read from disk, so a resumed run keeps the same anchor), with ``action_std``
+    applied (else the KL would pull the policy's spread back to the checkpoint's)."""
     path = (
         Path(config.init_from) if config.init_from else _stage_file(run_dir, config.dagger_rounds)
     )
-    policy = load_model(path, device=device)[0].policy
+    model = load_model(path, device=device)[0]
+    if config.action_std:  # the start of the RL phase had this spread: anchor to that
+        set_action_std(model, config.action_std)
+    policy = model.policy
     policy.set_training_mode(False)
     for parameter in policy.parameters():
         parameter.requires_grad_(False)

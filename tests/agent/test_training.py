@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import zipfile
 from pathlib import Path
 from types import SimpleNamespace
@@ -617,6 +618,26 @@ def test_anchor_keeps_the_policy_near_where_it_started(encoder_file: Path, tmp_p
     assert anchored < 0.5 * free
     with open(tmp_path / "anchored" / "progress.csv") as f:
         assert "train/anchor_kl" in f.readline()
+
+
+def test_the_anchor_has_the_action_std_the_rl_phase_starts_with(
+    encoder_file: Path, tmp_path: Path
+) -> None:
+    """Regression: the anchor kept its checkpoint's std (0.2) while the policy started at
+    ``action_std``, so the KL was ~5 from the first update and pulled the spread back up."""
+    train(smoke(encoder_file, "total_steps=64"), tmp_path / "a", progress=False)
+    config = smoke(
+        encoder_file,
+        f"init_from={tmp_path / 'a' / FINAL}",
+        "action_std=0.05",
+        "anchor_coef=1.0",
+        "algo_kwargs.learning_rate=0.0",
+        "total_steps=128",  # SB3 logs an update's scalars at the next rollout's end
+    )
+    train(config, tmp_path / "b", progress=False)
+    with open(tmp_path / "b" / "progress.csv") as f:
+        row = next(r for r in csv.DictReader(f) if r.get("train/anchor_kl"))
+    assert float(row["train/anchor_kl"]) == pytest.approx(0.0, abs=1e-9)
 
 
 def test_a_loaded_normalizer_goes_into_a_new_checkpoint(encoder_file: Path, tmp_path: Path) -> None:
