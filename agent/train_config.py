@@ -86,14 +86,14 @@ class TrainConfig:
             set on the policy after the warm start or ``init_from`` (0: as the policy has it;
             ``policy_kwargs.log_std_init`` only reaches a new policy). A clone explored at
             0.20 loses 10-30 driving-score points within 50,000 PPO steps; at 0.07 it keeps
-            them (README, "Training").
+            them for 50,000 steps and loses them by 200,000 (README, "Training").
         critic_warmup: PPO env steps at the start of the RL phase in which only the value
             function learns (the actor frozen), so that a clone's first policy updates follow
             advantages from a critic fitted to this run's reward (0: off).
         anchor_coef: Weight of a KL penalty that keeps the PPO policy near the one the RL
-            phase started from (``init_from``, or the warm start's last stage): after each
-            rollout, one pass of gradient steps on ``anchor_coef * KL(start || policy)`` over
-            the rollout's states (``agent.callbacks.AnchorCallback``; 0: off).
+            phase started from (``init_from``, or the warm start's last stage, with
+            ``action_std`` applied): PPO's loss gains ``anchor_coef * KL(start || policy)``
+            on every minibatch (``agent.training.AnchoredPPO``; 0: off).
         bc_steps: Autopilot demonstrations (env steps) cloned into the policy before RL
             (PPO with continuous actions; 0: pure RL). See ``agent.warmstart``.
         bc_epochs: Behaviour-cloning passes over the demonstrations.
