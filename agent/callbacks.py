@@ -78,6 +78,17 @@ class DrivingMetricsCallback(BaseCallback):
         self._terms[i], self._speed[i], self._steps[i] = {}, 0.0, 0
 
 
+def actor_parameters(policy: Any) -> list[torch.nn.Parameter]:
+    """The actor's parameters of an SB3 actor-critic policy: its policy network, action head
+    and (Gaussian actions) log std; not the value network's."""
+    log_std = getattr(policy, "log_std", None)
+    return [
+        *policy.mlp_extractor.policy_net.parameters(),
+        *policy.action_net.parameters(),
+        *([log_std] if isinstance(log_std, torch.nn.Parameter) else []),
+    ]
+
+
 class CriticWarmupCallback(BaseCallback):
     """Train only PPO's value function while ``num_timesteps <= steps``: the actor (policy
     network, action head and log std) takes no gradient in those updates.
@@ -91,17 +102,8 @@ class CriticWarmupCallback(BaseCallback):
         super().__init__()
         self.steps = steps
 
-    def _actor_parameters(self) -> list[Any]:
-        policy: Any = self.model.policy
-        log_std = getattr(policy, "log_std", None)  # Gaussian actions only
-        return [
-            *policy.mlp_extractor.policy_net.parameters(),
-            *policy.action_net.parameters(),
-            *([log_std] if isinstance(log_std, torch.nn.Parameter) else []),
-        ]
-
     def _freeze(self, frozen: bool) -> None:
-        for parameter in self._actor_parameters():
+        for parameter in actor_parameters(self.model.policy):
             parameter.requires_grad_(not frozen)
 
     def _on_rollout_end(self) -> None:

@@ -21,6 +21,7 @@ from agent.callbacks import (
     FINAL,
     DrivingMetricsCallback,
     RunCallback,
+    actor_parameters,
     read_eval_history,
 )
 from agent.checkpoint import CheckpointError, load_model, read_checkpoint, save_checkpoint
@@ -584,13 +585,7 @@ def test_critic_warmup_trains_only_the_value_function_at_first(
 
 def actor_vector(policy: Any) -> torch.Tensor:
     """The actor's parameters (policy network, action head, log std) as one vector."""
-    return torch.cat(
-        [
-            p.detach().flatten()
-            for name, p in policy.named_parameters()
-            if name.startswith(("mlp_extractor.policy_net", "action_net", "log_std"))
-        ]
-    )
+    return torch.cat([p.detach().flatten() for p in actor_parameters(policy)])
 
 
 def test_anchor_keeps_the_policy_near_where_it_started(encoder_file: Path, tmp_path: Path) -> None:
