@@ -53,6 +53,14 @@ class EnvConfig:
         reward: ``shaped`` (speed, lateral and heading terms, Roach/Toromanoff style) or
             ``simple`` (route progress times soft penalties, CaRL style).
         target_speed: Cruise speed the shaped reward asks for [m/s].
+        standstill_penalty: Reward per second [1/s] taken away while the ego stands (below
+            1 m/s) although nothing ahead asks it to: no red light, vehicle or pedestrian
+            within its stopping distance (the shaped reward's speed profile). Both rewards;
+            0 turns it off. Without it, a policy that stops for no reason pays nothing until
+            ``blocked_time`` runs out.
+        blocked_time: Standing still this long ends the episode as ``vehicle_blocked``, a
+            failure [s]. The leaderboard's 180 s (evaluation always uses it); a shorter one in
+            training makes a needless stop cost the terminal penalty and the rest of the route.
         num_targets: Route target points in the measurements.
         terminate_on_collision: End the episode at the first collision.
         terminate_on_red_light: End the episode at the first red-light infraction.
@@ -90,6 +98,8 @@ class EnvConfig:
     physics_dt: float = 0.05
     reward: Literal["shaped", "simple"] = "shaped"
     target_speed: float = 8.0
+    standstill_penalty: float = 0.0
+    blocked_time: float = 180.0
     num_targets: int = 3
     terminate_on_collision: bool = True
     terminate_on_red_light: bool = True
@@ -131,6 +141,8 @@ def _validate(config: EnvConfig) -> None:
         (len(config.weathers) >= 1, "weathers must name at least one preset (or 'route')"),
         (config.leaderboard in (1, 2), "leaderboard must be 1 or 2"),
         (config.vehicles >= 0 and config.walkers >= 0, "vehicles and walkers must be >= 0"),
+        (config.standstill_penalty >= 0, "standstill_penalty must be >= 0"),
+        (config.blocked_time > 0, "blocked_time must be > 0"),
         (config.timeout > 0 and config.retries >= 1, "timeout must be > 0 and retries >= 1"),
     ]
     for ok, message in checks:

@@ -30,7 +30,7 @@ from envs.criteria import CriteriaParams, RouteCriteria
 from envs.hazards import RouteHazards
 from envs.observation import ObservationBuilder
 from envs.planner import RoutePlanner
-from envs.reward import shaped_reward, simple_reward
+from envs.reward import STANDING_SPEED, shaped_reward, simple_reward, standstill_cost
 from envs.routes import RoutePlan, RouteSpec, load_routes
 from envs.sim.weather import Weather
 from envs.types import Transform
@@ -169,7 +169,9 @@ class DrivingEnv(gym.Env[dict[str, np.ndarray], Any]):
         )
         state = self.backend.reset(spec)
         self._criteria = RouteCriteria(
-            plan, self.backend.road_map, CriteriaParams(version=self.config.leaderboard)
+            plan,
+            self.backend.road_map,
+            CriteriaParams(version=self.config.leaderboard, blocked_time=self.config.blocked_time),
         )
         self._hazards = RouteHazards(plan, self.backend.road_map, state.lights)
         self.observations.reset(plan)
@@ -244,18 +246,31 @@ class DrivingEnv(gym.Env[dict[str, np.ndarray], Any]):
         )
 
     def _reward_terms(self, state: WorldState, progress: float, failed: bool) -> dict[str, float]:
-        if self.config.reward == "simple":
-            return simple_reward(progress, self._plan.length, self._penalty, failed)
-        ego = state.ego.transform
-        point = self._plan.points[self._index]
-        lateral = math.hypot(ego.x - point[0], ego.y - point[1])
-        heading = (math.radians(ego.yaw) - self._plan.yaw[self._index] + math.pi) % (
-            2 * math.pi
-        ) - math.pi
-        hazards = self._hazards.ahead(state, self._index)
-        return shaped_reward(
-            state.ego.speed, lateral, heading, hazards, self.config.target_speed, failed
-        )
+        c = self.config
+        speed = state.ego.speed
+        hazards = None
+        if c.reward == "shaped" or (c.standstill_penalty > 0 and abs(speed) < STANDING_SPEED):
+            hazards = self._hazards.ahead(state, self._index)
+        if c.reward == "simple":
+            terms = simple_reward(progress, self._plan.length, self._penalty, failed)
+        else:
+            assert hazards is not None
+            ego = state.ego.transform
+            point = self._plan.points[self._index]
+            lateral = math.hypot(ego.x - point[0], ego.y - point[1])
+            heading = (math.radians(ego.yaw) - self._plan.yaw[self._index] + math.pi) % (
+                2 * math.pi
+            ) - math.pi
+            terms = shaped_reward(speed, lateral, heading, hazards, c.target_speed, failed)
+        if c.standstill_penalty > 0:
+            terms["standstill"] = (
+                0.0
+                if hazards is None
+                else standstill_cost(
+                    speed, hazards, c.target_speed, c.standstill_penalty, c.decision_dt
+                )
+            )
+        return terms
 
     def _update_route_weather(self, status: Any) -> None:
         if self._route is None or self.config.weathers != ("route",) or status is None:

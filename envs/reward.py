@@ -5,6 +5,7 @@ for ``target_speed`` but drops to a stop before a red light, a vehicle or a pede
 penalties for lateral and heading deviation from the route; -1 when the episode fails.
 ``simple`` (after CaRL, Jaeger et al. 2025): route progress, discounted by the soft penalties
 of the infractions so far, and -1 when the episode fails.
+Either can add ``standstill``: a cost per second of standing while the way is clear.
 """
 
 from __future__ import annotations
@@ -26,6 +27,11 @@ STOP_MARGIN = {"light": LIGHT_STOP_GAP + 1.0, "vehicle": 5.0, "walker": 6.0}
 FOLLOW_HEADWAY = 1.0  # [s] time gap kept behind a moving car, on top of its stop margin
 MAX_LATERAL = 2.0  # [m] lateral error at which the lateral term bottoms out
 MAX_HEADING = math.pi / 2  # [rad] heading error at which the heading term bottoms out
+STANDING_SPEED = 1.0  # [m/s] below this the ego counts as standing for ``standstill_cost``
+CLEAR_SPEED = 4.0
+"""[m/s] The way counts as clear while the speed profile allows at least this, i.e. for a car
+standing more than 3.2 m behind where it should stop for a hazard (``STOP_MARGIN``): nearer,
+the stop counts as one for the hazard."""
 
 
 def stops_for_light(hazards: Hazards, speed: float, margin: float = 0.0) -> bool:
@@ -102,3 +108,19 @@ def simple_reward(
         "progress": 100.0 * progress / max(route_length, 1.0) * penalty,
         "terminal": -1.0 if failed else 0.0,
     }
+
+
+def standstill_cost(
+    speed: float, hazards: Hazards, target_speed: float, penalty: float, dt: float
+) -> float:
+    """Reward taken away for one decision of ``dt`` seconds spent standing though the way is
+    clear (``penalty`` per second), 0 otherwise.
+
+    A stop for a red light, a vehicle or a pedestrian ahead is free: the speed profile of
+    ``desired_speed`` is below ``CLEAR_SPEED`` there.
+    """
+    if penalty <= 0.0 or abs(speed) >= STANDING_SPEED:
+        return 0.0
+    if desired_speed(target_speed, hazards, speed) < CLEAR_SPEED:
+        return 0.0
+    return -penalty * dt

@@ -124,6 +124,42 @@ def test_reward_terms_are_named_and_summed(env: DrivingEnv) -> None:
     assert reward == pytest.approx(sum(info["reward_terms"].values()))
 
 
+def test_standing_on_a_clear_road_costs_and_a_short_blocked_time_ends_it() -> None:
+    e = DrivingEnv(
+        {
+            **SMALL,
+            "vehicles": 0,
+            "walkers": 0,
+            "lights": "green",
+            "reward": "simple",
+            "standstill_penalty": 0.5,
+            "blocked_time": 3.0,
+        }
+    )
+    e.reset(seed=5)
+    brake = np.array([0.0, 0.0, 1.0], np.float32)
+    costs = []
+    for _ in range(100):
+        _, reward, terminated, truncated, info = e.step(brake)
+        costs.append(info["reward_terms"]["standstill"])
+        if terminated or truncated:
+            break
+    e.close()
+    assert terminated and not truncated
+    assert info["status"] == "vehicle_blocked"
+    assert info["reward_terms"]["terminal"] == -1.0
+    assert 30 <= len(costs) <= 32  # 3 s at 10 decisions per second
+    assert costs[:-1] == pytest.approx([-0.05] * (len(costs) - 1))
+    assert reward == pytest.approx(sum(info["reward_terms"].values()))
+
+
+def test_blocked_time_defaults_to_the_leaderboards(env: DrivingEnv) -> None:
+    env.reset(seed=5)
+    for _ in range(40):  # 4 s of standing: no end, no standstill term unless asked for
+        _, _, terminated, _, info = env.step(np.array([0.0, 0.0, 1.0], np.float32))
+    assert not terminated and "standstill" not in info["reward_terms"]
+
+
 def test_unknown_config_key_is_named() -> None:
     with pytest.raises(ValueError, match="vehicels"):
         DrivingEnv({"vehicels": 3})
@@ -131,6 +167,8 @@ def test_unknown_config_key_is_named() -> None:
         DrivingEnv({"weathers": ["Sunny"]})
     with pytest.raises(ValueError, match="lane_change_share must be in"):
         DrivingEnv({"lane_change_share": 1.5})
+    with pytest.raises(ValueError, match="blocked_time must be > 0"):
+        DrivingEnv({"blocked_time": 0})
 
 
 def test_vector_envs() -> None:
