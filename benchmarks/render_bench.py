@@ -13,7 +13,8 @@ import logging
 import time
 from pathlib import Path
 
-from envs.sim.camera import CameraRenderer, CameraSpec
+from envs.sim.camera import CameraSpec, make_renderer
+from envs.sim.pipe import renderer_kind
 from envs.sim.world import World, WorldConfig
 from envs.types import VehicleControl
 
@@ -46,7 +47,7 @@ def run_render(
     world = World(Path(xodr) if xodr else town, WorldConfig(vehicles=vehicles, walkers=walkers))
     world.reset(seed=seed)
     start = time.perf_counter()
-    renderer = CameraRenderer(world, seed=seed)
+    renderer = make_renderer(world, seed=seed)
     build = time.perf_counter() - start
     spec = CameraSpec(width=width, height=height)
     control = VehicleControl(throttle=0.3)
@@ -76,6 +77,7 @@ def run_render(
         "walkers": walkers,
         "frames": frames,
         "build_s": build,
+        "renderer": renderer_kind(),
     }
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from envs.sim.camera import CameraRenderer, CameraSpec
+from envs.sim.camera import CameraSpec, make_renderer
 from envs.sim.labels import labels_to_palette
 from envs.sim.weather import Weather
 from envs.sim.world import World
@@ -76,7 +76,7 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     world = busy_street(args.seed, args.ticks)
-    renderer = CameraRenderer(world, seed=args.seed)
+    renderer = make_renderer(world, seed=args.seed)
     spec = CameraSpec(width=args.width, height=args.height)
     rows = []
     for name in PRESETS:

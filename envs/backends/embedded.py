@@ -24,7 +24,7 @@ from envs.sim.world import TickEvents, World, WorldConfig
 from envs.types import TrafficLightState, VehicleControl
 
 if TYPE_CHECKING:
-    from envs.sim.camera import CameraRenderer
+    from envs.sim.camera import FrameRenderer
 
 
 class EmbeddedBackend:
@@ -42,7 +42,7 @@ class EmbeddedBackend:
         self._config = config or WorldConfig()
         self._render_seed = render_seed
         self._cameras: dict[str, CameraSpec] = {}
-        self._renderer: CameraRenderer | None = None
+        self._renderer: FrameRenderer | None = None
         self._closed = False
         self._town = ""
         self.load_town(town if isinstance(town, RoadMap) else str(town))
@@ -109,9 +109,9 @@ class EmbeddedBackend:
         if not self._cameras:
             return {}
         if self._renderer is None:
-            from envs.sim.camera import CameraRenderer
+            from envs.sim.camera import make_renderer
 
-            self._renderer = CameraRenderer(self.world, seed=self._render_seed)
+            self._renderer = make_renderer(self.world, seed=self._render_seed)
         names = list(self._cameras)
         frames = self._renderer.render_many(self.world, [self._cameras[n] for n in names])
         return dict(zip(names, frames, strict=True))

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import cv2
 import numpy as np
@@ -50,7 +50,7 @@ from envs.sim import scene, shaders
 from envs.sim.actor_pool import EGO_HEIGHT, ActorPools, ViewWedge
 from envs.sim.labels import Label
 from envs.sim.mesh import Material, Mesh, make_vertices, to_geom_node
-from envs.sim.pipe import headless_pipe
+from envs.sim.pipe import headless_pipe, renderer_kind
 from envs.sim.render_cull import CameraPose, StaticScene
 from envs.sim.render_weather import shader_inputs, weather_look
 
@@ -106,6 +106,19 @@ class CameraSpec:
     def vfov(self) -> float:
         """Vertical field of view [deg]."""
         return math.degrees(2.0 * math.atan(self.height / (2.0 * self.focal)))
+
+    def mount(self, ego: Transform) -> tuple[float, float]:
+        """World (x, y) of this camera mounted on ``ego`` [m]."""
+        yaw = math.radians(ego.yaw)
+        x = ego.x + math.cos(yaw) * self.x - math.sin(yaw) * self.y
+        y = ego.y + math.sin(yaw) * self.x + math.cos(yaw) * self.y
+        return x, y
+
+    def wedge(self, ego: Transform) -> ViewWedge:
+        """Where this camera looks when mounted on ``ego`` (for culling actors)."""
+        x, y = self.mount(ego)
+        yaw = math.radians(ego.yaw) + math.radians(self.yaw)
+        return ViewWedge(x, y, yaw, math.tan(math.radians(self.fov) / 2))
 
 
 @dataclass(frozen=True)
@@ -170,19 +183,6 @@ class _View:
         # The sky starts 6 degrees below the horizon (NDC y); the terrain covers all lower.
         low = math.tan(math.radians(-6.0 - spec.pitch)) / self.tan_half[1]
         self.sky_low = float(min(max(low, -1.0), 1.0))
-
-    def mount(self, ego: Transform) -> tuple[float, float]:
-        """World (x, y) of the camera mounted on ``ego`` [m]."""
-        spec, yaw = self.spec, math.radians(ego.yaw)
-        x = ego.x + math.cos(yaw) * spec.x - math.sin(yaw) * spec.y
-        y = ego.y + math.sin(yaw) * spec.x + math.cos(yaw) * spec.y
-        return x, y
-
-    def wedge(self, ego: Transform) -> ViewWedge:
-        """Where this camera looks when mounted on ``ego`` (for culling actors)."""
-        x, y = self.mount(ego)
-        yaw = math.radians(ego.yaw) + math.radians(self.spec.yaw)
-        return ViewWedge(x, y, yaw, float(self.tan_half[0]))
 
 
 class CameraRenderer:
@@ -313,7 +313,7 @@ class CameraRenderer:
     def _place(self, view: _View, world: World, ego: Transform) -> None:
         """Put the camera on the ego and pass its frame to the shader."""
         spec = view.spec
-        x, y = view.mount(ego)
+        x, y = spec.mount(ego)
         heading = -(ego.yaw + spec.yaw) - 90.0
         view.camera.set_pos_hpr(x, -y, ego.z + spec.z, heading, spec.pitch, 0.0)
         self._static.update(
@@ -350,7 +350,7 @@ class CameraRenderer:
         """Draw the world from several ego cameras; actors are posed once for all of them."""
         wanted = [self._view(spec) for spec in specs]
         ego = world.ego_transform()
-        self._actors.update(world, ego, [view.wedge(ego) for view in wanted])
+        self._actors.update(world, ego, [view.spec.wedge(ego) for view in wanted])
         self._apply_weather(world.weather)
         frames = []
         for view in wanted:
@@ -387,3 +387,23 @@ class CameraRenderer:
 
 Renderer = CameraRenderer
 """Short alias."""
+
+
+class FrameRenderer(Protocol):
+    """What draws camera frames: ``CameraRenderer`` (OpenGL) or ``SoftwareRenderer``."""
+
+    def render(self, world: World, spec: CameraSpec | None = None) -> CameraFrame: ...
+
+    def render_many(self, world: World, specs: list[CameraSpec]) -> list[CameraFrame]: ...
+
+    def close(self) -> None: ...
+
+
+def make_renderer(world: World, seed: int = 0) -> FrameRenderer:
+    """The camera renderer ``pipe.renderer_kind`` picks: OpenGL over EGL, or where that is
+    missing (or ``SEGDRIVE_RENDERER=software``) panda3d's software rasteriser."""
+    if renderer_kind() == "software":
+        from envs.sim.render_software import SoftwareRenderer
+
+        return SoftwareRenderer(world, seed=seed)
+    return CameraRenderer(world, seed=seed)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -161,14 +162,22 @@ class StaticScene:
     Args:
         meshes: Group name -> the group's whole static mesh.
         parents: Group name -> node the group's geometry hangs under (its shader).
+        to_node: Builds a group's GeomNode from its mesh (``mesh.to_geom_node`` for the shader
+            renderer; the software renderer writes its own vertex columns).
     """
 
     STEP = 4.0  # [m]
     TURN = 4.0  # [deg]
     CACHE = 256
 
-    def __init__(self, meshes: dict[str, Mesh], parents: dict[str, NodePath]) -> None:
+    def __init__(
+        self,
+        meshes: dict[str, Mesh],
+        parents: dict[str, NodePath],
+        to_node: Callable[[Mesh, str], GeomNode] = to_geom_node,
+    ) -> None:
         parts, tris, self._prims = [], [], []
+        self._to_node = to_node
         offset = 0
         meshes = {name: mesh for name, mesh in meshes.items() if len(mesh.triangles)}
         for group, (name, mesh) in enumerate(meshes.items()):
@@ -187,10 +196,9 @@ class StaticScene:
         self._cache: OrderedDict[tuple[float, ...], list[bytes]] = OrderedDict()
         self._shown: tuple[float, ...] | None = None
 
-    @staticmethod
-    def _attach(mesh: Mesh, name: str, parent: NodePath) -> GeomPrimitive:
+    def _attach(self, mesh: Mesh, name: str, parent: NodePath) -> GeomPrimitive:
         """A GeomNode of the group's vertices whose triangles are rewritten every frame."""
-        node: GeomNode = to_geom_node(Mesh(mesh.vertices, mesh.triangles[:0]), name)
+        node: GeomNode = self._to_node(Mesh(mesh.vertices, mesh.triangles[:0]), name)
         geom = node.modify_geom(0)
         geom.set_bounds(OmniBoundingVolume())
         prim = GeomTriangles(Geom.UH_dynamic)
