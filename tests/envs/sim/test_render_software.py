@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import logging
 import math
 from collections.abc import Iterator
 
@@ -155,3 +157,25 @@ def test_the_env_runs_on_the_software_renderer(choose) -> None:  # type: ignore[
     assert isinstance(renderer, SoftwareRenderer)
     assert 96 in obs["image"].shape and 160 in obs["image"].shape
     assert obs["image"].std() > 5.0
+
+
+def test_without_gl_the_choice_falls_back_to_software_with_a_warning(
+    monkeypatch: pytest.MonkeyPatch,
+    choose,
+    caplog: pytest.LogCaptureFixture,  # type: ignore[no-untyped-def]
+) -> None:
+    @functools.lru_cache(maxsize=1)
+    def no_egl() -> None:
+        raise RuntimeError("no OpenGL over EGL for panda3d (p3headlessgl)")
+
+    pages: list[str] = []  # config pages, recorded instead of loaded (GL tests follow)
+    choose("")
+    monkeypatch.setattr(pipe, "headless_pipe", no_egl)
+    monkeypatch.setattr(pipe, "load_prc_file_data", lambda _name, text: pages.append(text))
+    with caplog.at_level(logging.WARNING, logger="envs.sim.pipe"):
+        assert pipe.renderer_kind() == "software"
+    assert "Falling back to panda3d's software renderer" in caplog.text
+    assert any("textures-power-2 down" in page for page in pages)
+    choose("gl")
+    with pytest.raises(RuntimeError, match="no OpenGL over EGL"):
+        pipe.renderer_kind()
