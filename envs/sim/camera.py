@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import cv2
 import numpy as np
@@ -139,6 +139,24 @@ class CameraFrame:
     frame: int
 
 
+def open_buffer(
+    engine: GraphicsEngine,
+    pipe: GraphicsPipe,
+    name: str,
+    props: FrameBufferProperties,
+    size: WindowProperties,
+    gsg: Any,
+) -> GraphicsOutput:
+    """An offscreen buffer (never a window), sharing ``gsg`` when given."""
+    buffer = engine.make_output(
+        pipe, name, 0, props, size, GraphicsPipe.BF_refuse_window, gsg, None
+    )
+    if buffer is None:
+        x, y = size.get_size()
+        raise RuntimeError(f"panda3d could not open a {x}x{y} offscreen buffer ({name})")
+    return buffer
+
+
 class _View:
     """One offscreen buffer with its camera and read-back textures."""
 
@@ -150,20 +168,7 @@ class _View:
         props.set_multisamples(0)
         size = WindowProperties.size(spec.width, spec.height)
         gsg = renderer.views[0].buffer.get_gsg() if renderer.views else None
-        buffer = renderer.engine.make_output(
-            renderer.pipe,
-            f"camera{index}",
-            index,
-            props,
-            size,
-            GraphicsPipe.BF_refuse_window,
-            gsg,
-            None,
-        )
-        if buffer is None:
-            raise RuntimeError(
-                f"panda3d could not open a {spec.width}x{spec.height} offscreen buffer"
-            )
+        buffer = open_buffer(renderer.engine, renderer.pipe, f"camera{index}", props, size, gsg)
         self.buffer: GraphicsOutput = buffer
         self.color, self.depth = Texture("color"), Texture("depth")
         buffer.add_render_texture(self.color, GraphicsOutput.RTM_copy_ram, GraphicsOutput.RTP_color)

@@ -309,18 +309,28 @@ def to_geom_node(mesh: Mesh, name: str, dynamic: bool = False) -> GeomNode:
     if _FORMAT is None:
         _FORMAT = _vertex_format()
     usage = Geom.UH_dynamic if dynamic else Geom.UH_static
-    data = GeomVertexData(name, _FORMAT, usage)
-    data.unclean_set_num_rows(len(mesh.vertices))
-    view = memoryview(data.modify_array(0)).cast("B")
-    np.frombuffer(view, dtype=np.float32)[:] = np.ascontiguousarray(
-        mesh.vertices, np.float32
-    ).ravel()
+    rows = np.ascontiguousarray(mesh.vertices, np.float32).tobytes()
+    return geom_node(_FORMAT, rows, len(mesh.vertices), mesh.triangles, name, usage)
+
+
+def geom_node(
+    fmt: GeomVertexFormat,
+    rows: bytes,
+    count: int,
+    triangles: NDArray[np.uint32],
+    name: str,
+    usage: Any = Geom.UH_static,
+) -> GeomNode:
+    """A GeomNode of ``count`` vertex rows (``rows``, laid out as ``fmt``'s one array) and
+    ``triangles`` (T, 3) indices, as one Geom."""
+    data = GeomVertexData(name, fmt, usage)
+    data.unclean_set_num_rows(count)
+    memoryview(data.modify_array(0)).cast("B")[:] = rows
     prim = GeomTriangles(usage)
     prim.set_index_type(Geom.NT_uint32)
     handle = prim.modify_vertices()
-    handle.unclean_set_num_rows(mesh.triangles.size)
-    index_view = memoryview(handle).cast("B")
-    np.frombuffer(index_view, dtype=np.uint32)[:] = mesh.triangles.ravel()
+    handle.unclean_set_num_rows(triangles.size)
+    memoryview(handle).cast("B")[:] = np.ascontiguousarray(triangles, np.uint32).tobytes()
     geom = Geom(data)
     geom.add_primitive(prim)
     node = GeomNode(name)

@@ -36,13 +36,10 @@ from panda3d.core import (
     FrameBufferProperties,
     Geom,
     GeomNode,
-    GeomTriangles,
     GeomVertexArrayFormat,
-    GeomVertexData,
     GeomVertexFormat,
     GraphicsEngine,
     GraphicsOutput,
-    GraphicsPipe,
     LMatrix4f,
     LVecBase3f,
     LVecBase4f,
@@ -70,9 +67,9 @@ from envs.sim.actor_pool import (
     ViewWedge,
     visible,
 )
-from envs.sim.camera import CameraFrame, CameraSpec
+from envs.sim.camera import CameraFrame, CameraSpec, open_buffer
 from envs.sim.labels import Label
-from envs.sim.mesh import Material, Mesh, vehicle_template, walker_template
+from envs.sim.mesh import Material, Mesh, geom_node, vehicle_template, walker_template
 from envs.sim.pipe import software_pipe
 from envs.sim.render_cull import CameraPose, StaticScene
 from envs.sim.render_weather import WeatherLook, weather_look
@@ -145,20 +142,8 @@ def _geom_node(kind: str, mesh: Mesh, name: str) -> GeomNode:
     fmt = _FORMATS.get(kind)
     if fmt is None:
         fmt = _FORMATS[kind] = _format(kind)
-    data = GeomVertexData(name, fmt, Geom.UH_static)
-    data.unclean_set_num_rows(len(mesh.vertices))
-    raw = _vertex_bytes(kind, mesh.vertices, _pass_colours(kind, mesh.vertices))
-    memoryview(data.modify_array(0)).cast("B")[:] = raw
-    prim = GeomTriangles(Geom.UH_static)
-    prim.set_index_type(Geom.NT_uint32)
-    handle = prim.modify_vertices()
-    handle.unclean_set_num_rows(mesh.triangles.size)
-    memoryview(handle).cast("B")[:] = np.ascontiguousarray(mesh.triangles, np.uint32).tobytes()
-    geom = Geom(data)
-    geom.add_primitive(prim)
-    node = GeomNode(name)
-    node.add_geom(geom)
-    return node
+    rows = _vertex_bytes(kind, mesh.vertices, _pass_colours(kind, mesh.vertices))
+    return geom_node(fmt, rows, len(mesh.vertices), mesh.triangles, name)
 
 
 def subdivide(mesh: Mesh, max_edge: float) -> Mesh:
@@ -371,20 +356,9 @@ class SoftwareRenderer:
             gsg = self.views[0].buffers[0].get_gsg() if self.views else None
             if buffers:
                 gsg = buffers[0].get_gsg()
-            buffer = self.engine.make_output(
-                self.pipe,
-                f"{kind}{len(self.views)}",
-                len(self.views),
-                props,
-                size,
-                GraphicsPipe.BF_refuse_window,
-                gsg,
-                None,
+            buffer = open_buffer(
+                self.engine, self.pipe, f"{kind}{len(self.views)}", props, size, gsg
             )
-            if buffer is None:
-                raise RuntimeError(
-                    f"p3tinydisplay could not open a {spec.width}x{spec.height} buffer"
-                )
             texture = Texture(kind)
             buffer.add_render_texture(
                 texture, GraphicsOutput.RTM_copy_ram, GraphicsOutput.RTP_color
