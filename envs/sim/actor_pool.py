@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from envs.types import Transform
 
 EGO_HEIGHT = 1.5  # [m]
+EGO_PAINT = (0.55, 0.05, 0.05)
 ROWS = 8  # rows of the actor texture (see ``shaders``; a power of two)
 VEHICLE_RANGE = 250.0  # [m] beyond this a car is under a pixel at 400 px wide
 WALKER_RANGE = 120.0  # [m]
@@ -94,6 +95,17 @@ def visible(
     return np.zeros(len(xy), dtype=bool) if keep is None else keep
 
 
+def actor_looks(world: World) -> tuple[NDArray[np.float64], NDArray[np.float32]]:
+    """Box size (length, width, height) [m] and paint of every vehicle, then every walker."""
+    t, look = world.traffic, world.walkers.appearance
+    walker_size = np.column_stack(
+        [np.full(len(look), 0.32), np.full(len(look), 0.52), 1.6 + 0.08 * (look % 4)]
+    )
+    sizes = np.concatenate([VEHICLE_SHAPES[t.shape], walker_size])
+    paints = np.concatenate([_PAINT[t.color % len(_PAINT)], _SHIRTS[look % len(_SHIRTS)]])
+    return sizes, paints
+
+
 def _pool_size(count: int) -> int:
     return 1 << max(3, math.ceil(math.log2(max(count, 1))))
 
@@ -156,14 +168,8 @@ class ActorPools:
             return
         nt, nw = len(t.xyz), len(w.xyz)
         table = np.zeros((nt + nw, 3, 4), np.float32)  # per actor: pose, size, colour rows
-        table[:nt, 1, :3] = VEHICLE_SHAPES[t.shape]
-        table[:nt, 2, :3] = _PAINT[t.color % len(_PAINT)]
+        table[:, 1, :3], table[:, 2, :3] = actor_looks(world)
         table[:nt, 2, 3] = float(world.weather.is_night)  # lights on
-        look = w.appearance
-        table[nt:, 1, :3] = np.column_stack(
-            [np.full(nw, 0.32), np.full(nw, 0.52), 1.6 + 0.08 * (look % 4)]
-        )
-        table[nt:, 2, :3] = _SHIRTS[look % len(_SHIRTS)]
         table[nt:, 2, 3] = 0.7 + 0.3 * ((np.arange(nw) * 0.618034) % 1.0)  # skin tone
         table[:, 1, 3] = 1.0  # visible
         self._table, self._key = table, key
@@ -190,7 +196,7 @@ class ActorPools:
         dyn[0:3, 0] = (
             (ego.x, -ego.y, ego.z, -math.radians(ego.yaw)),
             (world.config.ego.length, world.config.ego.width, EGO_HEIGHT, 1.0),
-            (0.55, 0.05, 0.05, float(world.weather.is_night)),
+            (*EGO_PAINT, float(world.weather.is_night)),
         )
         chosen = table[ids].transpose(1, 0, 2)  # (3 rows, actors, 4)
         dyn[0:3, 1 : n + 1] = chosen[:, :n]

@@ -58,13 +58,12 @@ from panda3d.core import (
 
 from envs.sim import scene
 from envs.sim.actor_pool import (
-    _PAINT,
-    _SHIRTS,
     EGO_HEIGHT,
+    EGO_PAINT,
     VEHICLE_RANGE,
-    VEHICLE_SHAPES,
     WALKER_RANGE,
     ViewWedge,
+    actor_looks,
     visible,
 )
 from envs.sim.camera import CameraFrame, CameraSpec, open_buffer
@@ -250,10 +249,9 @@ class _Pass:
         self.scene = StaticScene(meshes, self.groups, to_node)
         self.actors = []
         for template in (vehicle_template(), walker_template()):
-            node = NodePath(_geom_node(kind, template, "actor"))
             if kind == "rgb":  # painted per instance with a colour scale
-                node = NodePath(_geom_node(kind, _white(template), "actor"))
-            self.actors.append(_Actors(self.root, node))
+                template = _white(template)
+            self.actors.append(_Actors(self.root, NodePath(_geom_node(kind, template, "actor"))))
         if kind == "depth":
             stage = TextureStage.get_default()
             self.root.set_texture(stage, _code_texture())
@@ -353,9 +351,8 @@ class SoftwareRenderer:
         textures: list[Texture] = []
         cameras: list[NodePath] = []
         for kind, render_pass in zip(_PASSES, self._passes, strict=True):
-            gsg = self.views[0].buffers[0].get_gsg() if self.views else None
-            if buffers:
-                gsg = buffers[0].get_gsg()
+            host = self.views[0].buffers[0] if self.views else (buffers[0] if buffers else None)
+            gsg = host.get_gsg() if host is not None else None  # one GSG for every buffer
             buffer = open_buffer(
                 self.engine, self.pipe, f"{kind}{len(self.views)}", props, size, gsg
             )
@@ -390,11 +387,10 @@ class SoftwareRenderer:
         rgb.ambient.node().set_color((*ambient, 1.0))
         rgb.sun.node().set_color((*look.sun_color, 1.0))
         rgb.sun.node().set_direction(LVecBase3f(*(-c for c in look.sun_dir)))
-        if self._ground is not None:  # wet ground is darker (roads the most)
-            v = self._ground.vertices
-            dark = np.where(v[:, 7] < Material.MARKING - 0.5, 0.5, 0.3) * look.wet
-            for name in ("GROUND", "TERRAIN"):
-                rgb.recolour(name, v[:, 3:6] * (1.0 - dark)[:, None])
+        v = self._ground.vertices  # wet ground is darker (roads the most)
+        dark = np.where(v[:, 7] < Material.MARKING - 0.5, 0.5, 0.3) * look.wet
+        for name in ("GROUND", "TERRAIN"):
+            rgb.recolour(name, v[:, 3:6] * (1.0 - dark)[:, None])
         self._weather, self._look = weather, look
 
     def _update_lamps(self, world: World) -> None:
@@ -417,6 +413,7 @@ class SoftwareRenderer:
         keep[nt:] &= w.active
         cars = np.flatnonzero(keep[:nt])
         people = np.flatnonzero(keep[nt:])
+        sizes, paints = actor_looks(world)
         car_pose = np.zeros((len(cars) + 1, 4))
         car_pose[0] = (ego.x, -ego.y, ego.z, -ego.yaw)
         car_pose[1:, :3] = t.xyz[cars]
@@ -424,19 +421,15 @@ class SoftwareRenderer:
         car_pose[1:, 3] = -np.degrees(t.yaw[cars])
         car_size = np.zeros((len(cars) + 1, 3))
         car_size[0] = (world.config.ego.length, world.config.ego.width, EGO_HEIGHT)
-        car_size[1:] = VEHICLE_SHAPES[t.shape[cars]]
+        car_size[1:] = sizes[cars]
         car_paint = np.zeros((len(cars) + 1, 3), np.float32)
-        car_paint[0] = (0.55, 0.05, 0.05)
-        car_paint[1:] = _PAINT[t.color[cars] % len(_PAINT)]
-        look = w.appearance[people]
+        car_paint[0] = EGO_PAINT
+        car_paint[1:] = paints[cars]
         walker_pose = np.zeros((len(people), 4))
         walker_pose[:, :3] = w.xyz[people]
         walker_pose[:, 1] *= -1.0
         walker_pose[:, 3] = -np.degrees(w.yaw[people])
-        walker_size = np.column_stack(
-            [np.full(len(people), 0.32), np.full(len(people), 0.52), 1.6 + 0.08 * (look % 4)]
-        )
-        shirts = np.asarray(_SHIRTS[look % len(_SHIRTS)], np.float32)
+        walker_size, shirts = sizes[nt + people], paints[nt + people]
         for render_pass in self._passes:
             paint = render_pass.kind == "rgb"
             vehicles, walkers = render_pass.actors

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import pytest
@@ -43,8 +43,11 @@ def gl(world: World) -> Iterator[CameraRenderer]:
     r.close()
 
 
+Choose = Callable[[str], None]
+
+
 @pytest.fixture
-def choose(monkeypatch: pytest.MonkeyPatch, gl: CameraRenderer) -> Iterator[object]:
+def choose(monkeypatch: pytest.MonkeyPatch, gl: CameraRenderer) -> Iterator[Choose]:
     """Set SEGDRIVE_RENDERER for one test (the choice is cached per process). The GL pipe is
     made first, so that choosing software leaves the GL pipe's settings to later tests."""
 
@@ -57,7 +60,7 @@ def choose(monkeypatch: pytest.MonkeyPatch, gl: CameraRenderer) -> Iterator[obje
     pipe.renderer_kind.cache_clear()
 
 
-def test_the_environment_variable_picks_the_renderer(world: World, choose) -> None:  # type: ignore[no-untyped-def]
+def test_the_environment_variable_picks_the_renderer(world: World, choose: Choose) -> None:
     choose("software")
     r = make_renderer(world)
     assert isinstance(r, SoftwareRenderer)
@@ -144,7 +147,7 @@ def test_fog_comes_from_the_decoded_depth(world: World, software: SoftwareRender
     assert change[far].mean() > 3 * change[near].mean()
 
 
-def test_the_env_runs_on_the_software_renderer(choose) -> None:  # type: ignore[no-untyped-def]
+def test_the_env_runs_on_the_software_renderer(choose: Choose) -> None:
     from envs.driving_env import DrivingEnv
 
     choose("software")
@@ -161,8 +164,8 @@ def test_the_env_runs_on_the_software_renderer(choose) -> None:  # type: ignore[
 
 def test_without_gl_the_choice_falls_back_to_software_with_a_warning(
     monkeypatch: pytest.MonkeyPatch,
-    choose,
-    caplog: pytest.LogCaptureFixture,  # type: ignore[no-untyped-def]
+    choose: Choose,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     @functools.lru_cache(maxsize=1)
     def no_egl() -> None:
