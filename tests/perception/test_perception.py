@@ -177,6 +177,18 @@ def test_model_shapes() -> None:
         model.features(torch.zeros(2, 96, 160, 3))
 
 
+def test_per_image_standardisation_is_torch_std() -> None:
+    """``normalize`` computes each image's contrast in two passes (torch's multi-dimension
+    ``std`` took a third of the encoder's time); it must stay torch's Bessel-corrected std."""
+    images = (
+        torch.rand(4, 3, 24, 40) * torch.tensor([1.0, 0.3, 0.02, 0.0])[:, None, None, None]
+    )  # bright, dim, nearly flat (clamped at the minimum contrast), constant
+    out = PerceptionNet().normalize(images)
+    centred = images - images.mean(dim=(2, 3), keepdim=True)
+    expected = centred / images.std(dim=(1, 2, 3), keepdim=True).clamp_min(0.02)
+    torch.testing.assert_close(out, expected)
+
+
 def test_frozen_copy_folds_batch_norms_and_gives_the_same_outputs() -> None:
     torch.manual_seed(0)
     model = PerceptionNet()
