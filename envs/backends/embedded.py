@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -27,22 +29,48 @@ if TYPE_CHECKING:
     from envs.sim.camera import FrameRenderer
 
 
+TOWN_CACHE = 4
+"""Towns an ``EmbeddedBackend`` keeps loaded by default, the current one included."""
+
+
+@dataclass
+class _LoadedTown:
+    """A town's world, its light layout and its renderer (made on the first frame)."""
+
+    world: World
+    lights: tuple[TrafficLightInfo, ...]
+    renderer: FrameRenderer | None = None
+
+
 class EmbeddedBackend:
     """Runs episodes in the in-process ``World``; cameras render with panda3d on demand.
+
+    A town's ``World`` and renderer take ~0.4 s to build (sidewalk graph, raster, scene), so
+    the backend keeps the last ``town_cache`` towns loaded: training that samples a town per
+    episode switches between them for free. Every ``reset`` reseeds the whole world, so an
+    episode does not depend on which towns were driven before it.
 
     Args:
         town: Shipped town name, ``.xodr`` path, or a loaded ``RoadMap``.
         config: World settings (step, traffic models, ego geometry).
         render_seed: Seed of the procedural scenery (buildings, trees).
+        town_cache: Towns kept loaded, the current one included (least recently used dropped).
     """
 
     def __init__(
-        self, town: str | Path | RoadMap, config: WorldConfig | None = None, render_seed: int = 0
+        self,
+        town: str | Path | RoadMap,
+        config: WorldConfig | None = None,
+        render_seed: int = 0,
+        town_cache: int = TOWN_CACHE,
     ) -> None:
+        if town_cache < 1:
+            raise ValueError(f"town_cache must be >= 1, got {town_cache}")
         self._config = config or WorldConfig()
         self._render_seed = render_seed
+        self._town_cache = town_cache
         self._cameras: dict[str, CameraSpec] = {}
-        self._renderer: FrameRenderer | None = None
+        self._loaded: OrderedDict[str, _LoadedTown] = OrderedDict()
         self._closed = False
         self._town = ""
         self.load_town(town if isinstance(town, RoadMap) else str(town))
@@ -54,18 +82,37 @@ class EmbeddedBackend:
         return self.world.map
 
     @property
+    def lights(self) -> tuple[TrafficLightInfo, ...]:
+        """The current town's traffic lights (poles and stop lines), as ``WorldState.lights``."""
+        return self._current.lights
+
+    @property
+    def renderer(self) -> FrameRenderer | None:
+        """The current town's camera renderer (``None`` until the first frame)."""
+        return self._current.renderer
+
+    @property
     def dt(self) -> float:
         """Physics step [s]."""
         return self._config.dt
 
     def load_town(self, town: str | RoadMap) -> None:
-        """Switch towns; a no-op when the town is already loaded."""
+        """Switch towns; a no-op when the town is the current one, and no rebuild when it is
+        one of the last ``town_cache`` loaded."""
         name = town.name if isinstance(town, RoadMap) else str(town)
         if name == self._town:
             return
-        self._close_renderer()
-        self.world = World(town, self._config)
-        self._lights = self._light_layout()
+        loaded = self._loaded.pop(name, None)
+        if loaded is None:
+            world = World(town, self._config)
+            loaded = _LoadedTown(world, _light_layout(world))
+        self._loaded[name] = loaded  # most recently used last
+        while len(self._loaded) > self._town_cache:
+            _, dropped = self._loaded.popitem(last=False)
+            if dropped.renderer is not None:
+                dropped.renderer.close()
+        self._current = loaded
+        self.world = loaded.world
         self._town = name
 
     def set_cameras(self, cameras: Mapping[str, CameraSpec]) -> None:
@@ -99,8 +146,11 @@ class EmbeddedBackend:
         self.world.set_weather(weather)
 
     def close(self) -> None:
-        """Release the renderer's GL resources (idempotent)."""
-        self._close_renderer()
+        """Release the renderers' GL resources (idempotent)."""
+        for loaded in self._loaded.values():
+            if loaded.renderer is not None:
+                loaded.renderer.close()
+                loaded.renderer = None
         self._closed = True
 
     # -------------------------------------------------------------------------------- state
@@ -108,38 +158,14 @@ class EmbeddedBackend:
         """Images of every declared camera for the current state."""
         if not self._cameras:
             return {}
-        if self._renderer is None:
+        current = self._current
+        if current.renderer is None:
             from envs.sim.camera import make_renderer
 
-            self._renderer = make_renderer(self.world, seed=self._render_seed)
+            current.renderer = make_renderer(self.world, seed=self._render_seed)
         names = list(self._cameras)
-        frames = self._renderer.render_many(self.world, [self._cameras[n] for n in names])
+        frames = current.renderer.render_many(self.world, [self._cameras[n] for n in names])
         return dict(zip(names, frames, strict=True))
-
-    def _close_renderer(self) -> None:
-        if self._renderer is not None:
-            self._renderer.close()
-            self._renderer = None
-
-    def _light_layout(self) -> tuple[TrafficLightInfo, ...]:
-        layout, roadmap = self.world.light_layout, self.world.map
-        lights = []
-        for i, lanes in enumerate(layout.lanes):
-            left, right = roadmap.lane_edges(roadmap.segment_end(np.asarray(lanes)))
-            lines = [
-                StopLine(
-                    (float(a[0]), float(a[1])),
-                    (float(b[0]), float(b[1])),
-                    roadmap.keys[seg][0],
-                    roadmap.keys[seg][2],
-                )
-                for seg, a, b in zip(lanes, left, right, strict=True)
-            ]
-            pole = layout.pole[i]
-            lights.append(
-                TrafficLightInfo(i, (float(pole[0]), float(pole[1]), float(pole[2])), tuple(lines))
-            )
-        return tuple(lights)
 
     def _state(self, events: TickEvents, render: bool) -> WorldState:
         world = self.world
@@ -174,10 +200,32 @@ class EmbeddedBackend:
             ego=ego,
             vehicles=vehicles,
             walkers=walkers,
-            lights=self._lights,
+            lights=self._current.lights,
             light_states=world.lights.state.copy(),
             collisions=events.collisions,
             lane_invasions=events.lane_invasions,
             cameras=self.render() if render else {},
             weather=world.weather,
         )
+
+
+def _light_layout(world: World) -> tuple[TrafficLightInfo, ...]:
+    """The town's lights as the backend protocol describes them (poles and stop lines)."""
+    layout, roadmap = world.light_layout, world.map
+    lights = []
+    for i, lanes in enumerate(layout.lanes):
+        left, right = roadmap.lane_edges(roadmap.segment_end(np.asarray(lanes)))
+        lines = [
+            StopLine(
+                (float(a[0]), float(a[1])),
+                (float(b[0]), float(b[1])),
+                roadmap.keys[seg][0],
+                roadmap.keys[seg][2],
+            )
+            for seg, a, b in zip(lanes, left, right, strict=True)
+        ]
+        pole = layout.pole[i]
+        lights.append(
+            TrafficLightInfo(i, (float(pole[0]), float(pole[1]), float(pole[2])), tuple(lines))
+        )
+    return tuple(lights)

@@ -57,7 +57,7 @@ def test_curve_speeds_are_reached_with_comfortable_braking() -> None:
     planner = RoutePlanner(backend.road_map)
     plan = planner.plan(planner.random_keypoints(np.random.default_rng(3), 300, 600))
     pilot = Autopilot()
-    pilot.reset(plan, backend.road_map, backend._lights)
+    pilot.reset(plan, backend.road_map, backend.lights)
     limit = pilot._curve_speed
     step = np.diff(plan.distance)
     assert limit.min() < 0.6 * pilot.params.cruise_speed  # the route turns somewhere

@@ -66,8 +66,8 @@ def test_arcs_are_the_pure_pursuit_circles_to_the_targets() -> None:
     assert sharp == ARC_CURVATURE_RANGE  # clipped to the space's bound
 
 
-def rollout(seed: int, steps: int = 40) -> list[np.ndarray]:
-    e = DrivingEnv(SMALL)
+def episode(e: DrivingEnv, seed: int, steps: int = 40) -> list[np.ndarray]:
+    """Images, targets and rewards of an episode of seeded random actions."""
     obs, _ = e.reset(seed=seed)
     actions = np.random.default_rng(seed).uniform(-1, 1, size=(steps, 3)).astype(np.float32)
     out = [obs["image"], obs["targets"]]
@@ -76,14 +76,43 @@ def rollout(seed: int, steps: int = 40) -> list[np.ndarray]:
         out += [obs["image"], obs["targets"], np.array([reward])]
         if term or trunc:
             break
+    return out
+
+
+def rollout(seed: int, steps: int = 40) -> list[np.ndarray]:
+    e = DrivingEnv(SMALL)
+    out = episode(e, seed, steps)
     e.close()
     return out
 
 
+def same(first: list[np.ndarray], second: list[np.ndarray]) -> bool:
+    return len(first) == len(second) and all(
+        np.array_equal(a, b) for a, b in zip(first, second, strict=True)
+    )
+
+
 def test_same_seed_same_rollout() -> None:
-    first, second = rollout(7), rollout(7)
-    assert len(first) == len(second)
-    assert all(np.array_equal(a, b) for a, b in zip(first, second, strict=True))
+    assert same(rollout(7), rollout(7))
+
+
+def test_an_episode_does_not_depend_on_the_towns_driven_before() -> None:
+    """Towns stay loaded between episodes (a switch back rebuilds nothing) and every reset
+    reseeds the whole world, so a seed replays its episode after another town's episode."""
+    config = {**SMALL, "towns": ("Grid01", "Multi01")}
+    fresh = DrivingEnv(config)
+    expected = episode(fresh, 7)
+    town = fresh.backend.road_map.name
+    fresh.close()
+    e = DrivingEnv(config)
+    e.reset(seed=7)
+    world = e.backend.world  # type: ignore[attr-defined]
+    other = next(s for s in range(1, 50) if e.reset(seed=s) and e.backend.road_map.name != town)
+    episode(e, other, 10)
+    replay = episode(e, 7)
+    assert e.backend.world is world  # type: ignore[attr-defined]
+    e.close()
+    assert same(expected, replay)
 
 
 def test_nan_and_out_of_range_actions_are_clipped_and_counted(env: DrivingEnv) -> None:

@@ -27,7 +27,7 @@ def test_regression_a_looping_route_meets_the_same_stop_line_twice() -> None:
     segs = np.array([lane, lane, beyond])
     keypoints, _ = roadmap.pose(segs, np.array([length - 20.0, length - 30.0, 5.0]))
     plan = RoutePlanner(roadmap).plan(keypoints)
-    hazards = RouteHazards(plan, roadmap, backend._lights)
+    hazards = RouteHazards(plan, roadmap, backend.lights)
     passes = hazards.stop_index[hazards.stop_light == 0]
     assert len(passes) == 2
     assert plan.distance[passes[0]] < 25.0 < plan.distance[passes[1]]

@@ -155,7 +155,7 @@ def test_the_env_runs_on_the_software_renderer(choose: Choose) -> None:
     obs, _ = env.reset(seed=0)
     for _ in range(5):
         obs, *_ = env.step(env.action_space.sample())
-    renderer = env.backend._renderer  # type: ignore[attr-defined]
+    renderer = env.backend.renderer  # type: ignore[attr-defined]
     env.close()
     assert isinstance(renderer, SoftwareRenderer)
     assert 96 in obs["image"].shape and 160 in obs["image"].shape
