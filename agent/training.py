@@ -16,8 +16,10 @@ Layout of a run folder::
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+import os
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -99,10 +101,28 @@ def env_config_for(config: TrainConfig, index: int) -> EnvConfig:
     return env_config
 
 
+def batch_scheduling() -> None:
+    """Put this process under Linux's ``SCHED_BATCH`` policy (no-op elsewhere).
+
+    An env process woken by the training process's action preempted it at once, so the actions
+    for the other envs waited for a free core: with 4 envs on 2 cores, sending the actions took
+    1.7 ms of a ~12 ms vectorised step. A batch process does not preempt on wake-up; sending
+    takes 0.2-1 ms and PPO trained 2-4 % faster in paired runs (``benchmarks.throughput
+    train``, within that host's run-to-run noise of ~10 %). Any process may choose the
+    policy; it changes no priority.
+    """
+    if hasattr(os, "sched_setscheduler") and hasattr(os, "SCHED_BATCH"):
+        with contextlib.suppress(OSError):
+            os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
+
+
 def _env_factory(config: TrainConfig, index: int) -> Callable[[], gym.Env[Any, Any]]:
     env_config = env_config_for(config, index)
+    subprocess = config.n_envs > 1
 
     def make() -> gym.Env[Any, Any]:
+        if subprocess:
+            batch_scheduling()
         return Monitor(DrivingEnv(env_config))
 
     return make

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import multiprocessing
+import os
 import zipfile
 from pathlib import Path
 from types import SimpleNamespace
@@ -27,7 +29,14 @@ from agent.callbacks import (
 from agent.checkpoint import CheckpointError, load_model, read_checkpoint, save_checkpoint
 from agent.policy_agent import PolicyAgent
 from agent.train_config import ConfigError, TrainConfig, load_config
-from agent.training import RunError, env_config_for, latest_checkpoint, make_vec_env, train
+from agent.training import (
+    RunError,
+    _env_factory,
+    env_config_for,
+    latest_checkpoint,
+    make_vec_env,
+    train,
+)
 from envs.criteria import Infraction
 from evaluation.agents import AgentError, make_agent
 from perception.model import PerceptionConfig, PerceptionNet
@@ -490,6 +499,33 @@ def test_each_carla_env_gets_its_own_server_ports() -> None:
     assert ports == [(2010, 8000), (2013, 8001), (2016, 8002)]
     embedded = load_config(REPO / "configs" / "ppo.yaml", ["n_envs=2"])
     assert env_config_for(embedded, 1).port == embedded.env.port
+
+
+def _scheduling_of_a_made_env(make: Any, out: Any) -> None:
+    make()
+    out.put(os.sched_getscheduler(0))
+
+
+@pytest.mark.skipif(not hasattr(os, "SCHED_BATCH"), reason="Linux scheduling policy")
+def test_env_subprocesses_do_not_preempt_the_trainer(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Env processes run under SCHED_BATCH (``batch_scheduling``): woken by an action, they no
+    longer preempt the training process before it has sent the other envs theirs. A single
+    env runs in the training process, which keeps its policy."""
+    import gymnasium as gym
+
+    from agent import training
+
+    monkeypatch.setattr(training, "DrivingEnv", lambda config: gym.make("CartPole-v1"))
+    config = load_config(SMOKE, ["n_envs=2"])
+    context = multiprocessing.get_context("fork")  # keeps the monkeypatch; no GL is touched
+    out = context.Queue()
+    child = context.Process(target=_scheduling_of_a_made_env, args=(_env_factory(config, 0), out))
+    child.start()
+    assert out.get(timeout=60) == os.SCHED_BATCH
+    child.join()
+    before = os.sched_getscheduler(0)
+    _env_factory(load_config(SMOKE, ["n_envs=1"]), 0)()
+    assert os.sched_getscheduler(0) == before
 
 
 def test_carla_envs_take_the_configs_timeout_and_retries() -> None:
