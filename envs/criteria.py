@@ -602,9 +602,10 @@ class RouteCriteria:
             ego = state.ego.transform
             xy = state.vehicles.xyz
             near = (xy[:, 0] - ego.x) ** 2 + (xy[:, 1] - ego.y) ** 2 < MIN_SPEED_RADIUS**2
-            if near.any():
+            count = int(np.count_nonzero(near))
+            if count:  # their mean speed (sum / count is what ``mean`` computes, faster)
                 self._speed.ego += abs(state.ego.speed)
-                self._speed.traffic += float(np.abs(state.vehicles.speed[near]).mean())
+                self._speed.traffic += float(np.abs(state.vehicles.speed[near]).sum()) / count
                 self._speed.samples += 1
         return found
 

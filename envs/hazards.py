@@ -129,25 +129,32 @@ def _nearest_in_corridor(
     )
     if len(reachable) == 0:
         return math.inf, 0.0
-    actors = predicted(actors.take(reachable), horizons)
-    xy = actors.xyz[:, :2]
+    # Where they are now and after each horizon (``predicted``, positions only), one block per
+    # horizon; ``source`` maps a predicted row back to its actor.
+    count = len(reachable)
+    yaw = np.radians(actors.yaw[reachable])
+    velocity = np.stack([np.cos(yaw), np.sin(yaw)], axis=1) * actors.speed[reachable, None]
+    now = xy[reachable]
+    xy = np.concatenate([now + velocity * h for h in horizons])
     box = np.flatnonzero(
         (xy[:, 0] > lo[0]) & (xy[:, 0] < hi[0]) & (xy[:, 1] > lo[1]) & (xy[:, 1] < hi[1])
     )
     if len(box) == 0:
         return math.inf, 0.0
+    source = reachable[box % count]
+    extent = actors.extent[source]
     d = np.hypot(pts[:, None, 0] - xy[None, box, 0], pts[:, None, 1] - xy[None, box, 1])
-    reach = CORRIDOR + np.minimum(actors.extent[box, 1] / 2.0, 1.2)
+    reach = CORRIDOR + np.minimum(extent[:, 1] / 2.0, 1.2)
     inside = d < reach[None, :]
     hit = inside.any(axis=0)
     if not hit.any():
         return math.inf, 0.0
     first = np.argmax(inside, axis=0)  # first sample of each actor's contact
-    along = plan.distance[samples[first]] - here - actors.extent[box, 0] / 2.0
+    along = plan.distance[samples[first]] - here - extent[:, 0] / 2.0
     along = np.where(hit, along, np.inf)
     best = int(np.argmin(along))
     # Only the part of its velocity along the route carries it out of the way.
     route_yaw = plan.yaw[samples[first[best]]]
-    heading = math.radians(float(actors.yaw[box[best]])) - route_yaw
-    speed = max(float(actors.speed[box[best]]) * math.cos(heading), 0.0)
+    heading = math.radians(float(actors.yaw[source[best]])) - route_yaw
+    speed = max(float(actors.speed[source[best]]) * math.cos(heading), 0.0)
     return max(float(along[best]), 0.0), speed

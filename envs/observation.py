@@ -3,6 +3,7 @@ and the arcs to them, high-level command)."""
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections import deque
 
@@ -71,13 +72,13 @@ class ObservationBuilder:
             }
         )
         self._frames: deque[NDArray[np.uint8]] = deque(maxlen=config.frame_stack)
-        self._thin = np.zeros(1, dtype=np.int64)
+        self._thin_list = [0]
         self._plan: RoutePlan | None = None
 
     def reset(self, plan: RoutePlan) -> None:
         """New route: clear the frame stack."""
         self._plan = plan
-        self._thin = plan.thinned()
+        self._thin_list = plan.thinned().tolist()
         self._frames.clear()
 
     def image_of(self, frame: CameraFrame | NDArray[np.uint8]) -> NDArray[np.uint8]:
@@ -97,34 +98,39 @@ class ObservationBuilder:
                 self._frames.append(image)
         self._frames.append(image)
         control = state.ego.control
-        local = self._local_targets(state, index)
+        upcoming = self._upcoming(index)
+        local = self._local_targets(state, upcoming)
         return {
             "image": np.concatenate(self._frames, axis=0),
-            "speed": np.clip([state.ego.speed], -SPEED_RANGE, SPEED_RANGE).astype(np.float32),
+            "speed": np.array(
+                [min(max(state.ego.speed, -SPEED_RANGE), SPEED_RANGE)], dtype=np.float32
+            ),
             "control": np.array([control.steer, control.throttle, control.brake], dtype=np.float32),
-            "targets": np.clip(local, -TARGET_RANGE, TARGET_RANGE).reshape(-1),
+            "targets": np.minimum(np.maximum(local, -TARGET_RANGE), TARGET_RANGE).reshape(-1),
             "arcs": arcs(local),
-            "command": self._command(index),
+            "command": self._command(index, upcoming),
         }
 
-    def _upcoming(self, index: int) -> NDArray[np.int64]:
-        ahead = self._thin[self._thin > index]
-        if len(ahead) == 0:
-            ahead = self._thin[-1:]
+    def _upcoming(self, index: int) -> list[int]:
+        """Plan indices of the next ``num_targets`` thinned points (the last one repeated)."""
+        thin = self._thin_list
+        ahead = thin[bisect.bisect_right(thin, index) :] or thin[-1:]
         n = self.config.num_targets
-        return np.concatenate([ahead[:n], np.repeat(ahead[-1:], max(0, n - len(ahead)))])
+        return ahead[:n] + ahead[-1:] * max(0, n - len(ahead))
 
-    def _local_targets(self, state: WorldState, index: int) -> NDArray[np.float32]:
-        """The next ``num_targets`` thinned plan points in the ego frame (N, 2) [m]."""
+    def _local_targets(self, state: WorldState, upcoming: list[int]) -> NDArray[np.float32]:
+        """The ``upcoming`` plan points in the ego frame (N, 2) [m]."""
         assert self._plan is not None
         ego = state.ego.transform
         yaw = math.radians(ego.yaw)
-        rel = self._plan.points[self._upcoming(index), :2] - (ego.x, ego.y)
-        forward = rel[:, 0] * math.cos(yaw) + rel[:, 1] * math.sin(yaw)
-        right = -rel[:, 0] * math.sin(yaw) + rel[:, 1] * math.cos(yaw)
-        return np.stack([forward, right], axis=1).astype(np.float32)
+        cos, sin = math.cos(yaw), math.sin(yaw)
+        local = np.empty((len(upcoming), 2), dtype=np.float32)
+        for row, (x, y) in enumerate(self._plan.points[upcoming, :2].tolist()):
+            dx, dy = x - ego.x, y - ego.y
+            local[row] = (dx * cos + dy * sin, -dx * sin + dy * cos)
+        return local
 
-    def command_of(self, index: int) -> int | None:
+    def command_of(self, index: int, upcoming: list[int] | None = None) -> int | None:
         """Position in ``COMMANDS`` of the command shown at plan point ``index`` (or None).
 
         Inside a turn or lane change: that command; on a lane: the next one coming up.
@@ -132,12 +138,12 @@ class ObservationBuilder:
         assert self._plan is not None
         command = int(self._plan.commands[index])
         if command == RoadOption.LANEFOLLOW:
-            command = int(self._plan.commands[self._upcoming(index)[0]])
+            command = int(self._plan.commands[(upcoming or self._upcoming(index))[0]])
         return COMMANDS.index(RoadOption(command)) if command in COMMANDS else None
 
-    def _command(self, index: int) -> NDArray[np.float32]:
+    def _command(self, index: int, upcoming: list[int]) -> NDArray[np.float32]:
         one_hot = np.zeros(len(COMMANDS), dtype=np.float32)
-        position = self.command_of(index)
+        position = self.command_of(index, upcoming)
         if position is not None:
             one_hot[position] = 1.0
         return one_hot
@@ -154,6 +160,8 @@ def arcs(local: NDArray[np.float32]) -> NDArray[np.float32]:
     """
     forward, right = local[:, 0], local[:, 1]
     squared = np.maximum(forward**2 + right**2, ARC_MIN_DISTANCE**2)
-    curvature = np.clip(2.0 * right / squared, -ARC_CURVATURE_RANGE, ARC_CURVATURE_RANGE)
+    curvature = np.minimum(
+        np.maximum(2.0 * right / squared, -ARC_CURVATURE_RANGE), ARC_CURVATURE_RANGE
+    )
     bearing = np.arctan2(right, forward)
     return np.stack([bearing, curvature], axis=1).astype(np.float32).reshape(-1)

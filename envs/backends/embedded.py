@@ -184,7 +184,7 @@ class EmbeddedBackend:
             t.xyz.copy(),
             np.degrees(t.yaw),
             t.speed.copy(),
-            np.stack([2 * t.half_length, 2 * t.half_width], axis=1),
+            t.extent.copy(),
         )
         live = np.flatnonzero(w.active)
         walkers = Actors(

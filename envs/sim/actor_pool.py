@@ -85,11 +85,11 @@ def visible(
     """
     keep: NDArray[np.bool_] | None = None
     for w in wedges:
-        d = xy - (w.x, w.y)
+        x, y = xy[:, 0] - w.x, xy[:, 1] - w.y
         c, s = math.cos(w.yaw), math.sin(w.yaw)
-        proj = d @ np.array([[c, -s], [s, c]])  # (ahead, left)
-        dist2 = np.einsum("ij,ij->i", d, d)
-        wedge = np.abs(proj[:, 1]) < proj[:, 0] * w.tan_half + 5.0
+        ahead, left = x * c + y * s, y * c - x * s
+        dist2 = x * x + y * y
+        wedge = np.abs(left) < ahead * w.tan_half + 5.0
         seen = (dist2 < _NEAR * _NEAR) | ((dist2 < reach2) & wedge)
         keep = seen if keep is None else keep | seen
     return np.zeros(len(xy), dtype=bool) if keep is None else keep

@@ -87,6 +87,7 @@ class Traffic:
         self.half_length = np.zeros(count)
         self.half_width = np.zeros(count)
         self.bound_radius = np.zeros(count)
+        self.extent = np.zeros((count, 2))  # footprint (length, width) [m]
         self.stop_light = np.full(count, -1, dtype=np.int64)
         self._since_look = 1 << 30  # look at the first step
         self._gap = np.full(count, np.inf)
@@ -96,7 +97,6 @@ class Traffic:
         self._ghost_left = np.zeros(count)
         self._ghost = np.zeros(count, dtype=bool)
         self.stop_s = np.full(count, np.inf)
-        self._no_self = ~np.eye(count, dtype=bool)
         self._upper = np.triu(np.ones((count, count), dtype=bool), 1)
         self._rows = np.arange(count)
         reach = self.params.lookahead[-1] + self.params.corridor + 3.0
@@ -163,6 +163,7 @@ class Traffic:
         self.half_length[:] = VEHICLE_SHAPES[self.shape, 0] / 2.0
         self.half_width[:] = VEHICLE_SHAPES[self.shape, 1] / 2.0
         self.bound_radius = np.hypot(self.half_length, self.half_width)
+        self.extent = np.stack([2 * self.half_length, 2 * self.half_width], axis=1)
         for i in range(len(self.s)):
             self._refresh_stop(i)
         self.xyz, self.yaw = self.map.pose(self.seg, self.s)
@@ -283,35 +284,46 @@ class Traffic:
         """
         count = len(self.s)
         p = self.params
-        others = np.concatenate([self.xyz[:, :2], obstacles])
-        other_half = np.concatenate([self.half_length, obstacle_radius])
-        dx = others[None, :, 0] - self.xyz[:, None, 0]
-        dy = others[None, :, 1] - self.xyz[:, None, 1]
+        xy = self.xyz[:, :2]
+        others = np.concatenate([xy, obstacles])
+        dx = others[None, :, 0] - xy[:, None, 0]
+        dy = others[None, :, 1] - xy[:, None, 1]
         cos, sin = np.cos(self.yaw)[:, None], np.sin(self.yaw)[:, None]
         ahead = dx * cos + dy * sin
-        side = np.abs(dx * sin - dy * cos)
         # A cone that holds the whole corridor, even through a tight junction turn.
-        near = (ahead > -3.0) & (ahead < self._reach) & (side < 3.0 + 0.7 * np.abs(ahead))
-        near[:, :count] &= self._no_self
+        near = (ahead > -3.0) & (ahead < self._reach)
+        near &= np.abs(dx * sin - dy * cos) < 3.0 + 0.7 * np.abs(ahead)
+        near[self._rows, self._rows] = False
         if self._ghost.any():  # gridlock breakers pass through other NPCs for a moment
             near[self._ghost, :count] = False
-        rows, cols = np.nonzero(near)
-        gap = np.full(count, np.inf)
+        rows, cols = np.nonzero(near)  # the candidate pairs, by row then column
+        gap, lead_speed = np.full(count, np.inf), np.zeros(count)
         if len(rows) == 0:
-            return gap, np.zeros(count)
+            return gap, lead_speed
+        other_half = np.concatenate([self.half_length, obstacle_radius])
         rel = path[rows, :, :2] - others[cols, None, :]
         limit = (p.corridor + np.minimum(other_half[cols], 1.2)) ** 2
-        hit = np.zeros(near.shape, dtype=bool)
-        hit[rows, cols] = ((rel * rel).sum(axis=-1) < limit[:, None]).any(axis=1)
+        hit = ((rel * rel).sum(axis=-1) < limit[:, None]).any(axis=1)
         # Two vehicles each in the other's path (crossing in a junction): the lower index goes.
-        npc = hit[:, :count]
-        npc &= ~(npc & npc.T & self._upper)
-        dist = np.sqrt(dx * dx + dy * dy)
-        pair_gap = np.where(hit, dist - self.half_length[:, None] - other_half[None, :], np.inf)
-        leader = pair_gap.argmin(axis=1)
-        gap = pair_gap[self._rows, leader]
-        other_speed = np.concatenate([self.speed, obstacle_speed])
-        return gap, np.where(gap < np.inf, other_speed[leader], 0.0)
+        npc = hit & (cols < count)
+        if npc.any():
+            mutual = np.zeros((count, count), dtype=bool)
+            mutual[rows[npc], cols[npc]] = True
+            mutual &= mutual.T & self._upper
+            hit[npc] &= ~mutual[rows[npc], cols[npc]]
+        rows, cols = rows[hit], cols[hit]
+        if len(rows) == 0:
+            return gap, lead_speed
+        ddx, ddy = dx[rows, cols], dy[rows, cols]
+        pair_gap = np.sqrt(ddx * ddx + ddy * ddy) - self.half_length[rows] - other_half[cols]
+        # Each row's nearest (the first column among equals, as ``argmin``): sort by row, then
+        # gap (stable), and take the first pair of every row.
+        order = np.lexsort((pair_gap, rows))
+        first = order[np.flatnonzero(np.diff(rows[order], prepend=-1))]
+        leaders = rows[first]
+        gap[leaders] = pair_gap[first]
+        lead_speed[leaders] = np.concatenate([self.speed, obstacle_speed])[cols[first]]
+        return gap, lead_speed
 
     def _break_gridlock(self, dt: float) -> None:
         """Let vehicles stuck behind other NPCs for too long drive through them for a while.

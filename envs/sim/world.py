@@ -296,7 +296,7 @@ class World:
             pole = self.light_layout.pole[i, :2]
             if circles_in_box(center, yaw, half, pole[None, :], POLE_RADIUS)[0]:
                 events.append(self._event(ActorKind.STATIC, -1, "static.pole", pole, 0.0, 0.0))
-        for corner in box_corners(center, yaw, half):
+        for corner in box_corners(center, yaw, half).tolist():
             if self.raster.classify_point(corner[0], corner[1]) == OUTSIDE:
                 events.append(
                     self._event(ActorKind.STATIC, -1, "static.building", corner, 0.0, 0.0)
@@ -339,7 +339,13 @@ class World:
                     self._pole_grid.setdefault((gx, gy), []).append(i)
 
     def _event(
-        self, kind: ActorKind, other: int, type_id: str, where: np.ndarray, speed: float, yaw: float
+        self,
+        kind: ActorKind,
+        other: int,
+        type_id: str,
+        where: np.ndarray | list[float],
+        speed: float,
+        yaw: float,
     ) -> CollisionEvent:
         ego_v = np.array([math.cos(self.ego.yaw), math.sin(self.ego.yaw)]) * self.ego.speed
         other_v = np.array([math.cos(yaw), math.sin(yaw)]) * speed

@@ -97,3 +97,74 @@ def test_pedestrians_keep_to_sidewalks_unless_jaywalking(grid_map: RoadMap) -> N
     reckless = on_road_share(WalkerParams(jaywalk_fraction=1.0, jaywalk_rate=0.3))
     assert careful < 0.15  # only crossing at junctions
     assert reckless > careful + 0.05
+
+
+def dense_leaders(
+    t: object, path: np.ndarray, obstacles: np.ndarray, speeds: np.ndarray, radii: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The leader search written plainly over all N x M pairs (what ``_leaders`` computes)."""
+    xyz, yaw, half = t.xyz, t.yaw, t.half_length  # type: ignore[attr-defined]
+    count, p = len(xyz), t.params  # type: ignore[attr-defined]
+    others = np.concatenate([xyz[:, :2], obstacles])
+    other_half = np.concatenate([half, radii])
+    dx = others[None, :, 0] - xyz[:, None, 0]
+    dy = others[None, :, 1] - xyz[:, None, 1]
+    cos, sin = np.cos(yaw)[:, None], np.sin(yaw)[:, None]
+    ahead = dx * cos + dy * sin
+    reach = p.lookahead[-1] + p.corridor + 3.0
+    near = (
+        (ahead > -3.0) & (ahead < reach) & (np.abs(dx * sin - dy * cos) < 3.0 + 0.7 * np.abs(ahead))
+    )
+    near[:, :count] &= ~np.eye(count, dtype=bool)
+    near[t._ghost, :count] = False  # type: ignore[attr-defined]
+    rel = path[:, None, :, :2] - others[None, :, None, :]
+    limit = (p.corridor + np.minimum(other_half, 1.2)) ** 2
+    hit = near & ((rel * rel).sum(axis=-1) < limit[None, :, None]).any(axis=2)
+    npc = hit[:, :count]
+    npc &= ~(npc & npc.T & np.triu(np.ones((count, count), dtype=bool), 1))
+    pair_gap = np.where(hit, np.hypot(dx, dy) - half[:, None] - other_half[None, :], np.inf)
+    leader = pair_gap.argmin(axis=1)
+    gap = pair_gap[np.arange(count), leader]
+    speed = np.concatenate([t.speed, speeds])[leader]  # type: ignore[attr-defined]
+    return gap, np.where(gap < np.inf, speed, 0.0)
+
+
+def test_leader_search_matches_the_search_over_all_pairs(grid_map: RoadMap) -> None:
+    """The sparse leader search (only nearby pairs) finds the same leader, gap and speed as
+    the plain search over every pair, junction crossings and gridlock breakers included."""
+    world = busy_world(grid_map)
+    t, rng = world.traffic, np.random.default_rng(0)
+    checked = 0
+    for tick in range(600):
+        world.tick(VehicleControl(throttle=0.5, steer=float(rng.uniform(-0.3, 0.3))))
+        if tick % 20:
+            continue
+        t._ghost = rng.random(len(t.s)) < 0.1
+        path, _ = t._corridor()
+        obstacles = world.walkers.xyz[:8, :2]
+        speeds, radii = rng.uniform(0.0, 2.0, 8), np.full(8, 0.3)
+        gap, speed = t._leaders(path, obstacles, speeds, radii)
+        want_gap, want_speed = dense_leaders(t, path, obstacles, speeds, radii)
+        np.testing.assert_allclose(gap, want_gap, rtol=0, atol=1e-9)
+        np.testing.assert_array_equal(speed, want_speed)
+        checked += int(np.isfinite(gap).sum())
+    assert checked > 100  # plenty of vehicles had a leader
+    # A crowd packed into 40 x 40 m with random headings: many pairs face each other.
+    mutual = 0
+    for _ in range(20):
+        count = len(t.s)
+        t.xyz = np.column_stack([rng.uniform(0, 40, (count, 2)), np.zeros(count)])
+        t.yaw = rng.uniform(-np.pi, np.pi, count)
+        t._ghost = rng.random(count) < 0.1
+        heading = np.stack([np.cos(t.yaw), np.sin(t.yaw), np.zeros(count)], axis=1)
+        path = t.xyz[:, None, :] + heading[:, None, :] * np.asarray(t.params.lookahead)[:, None]
+        obstacles = rng.uniform(0, 40, (5, 2))
+        speeds, radii = rng.uniform(0.0, 2.0, 5), np.full(5, 0.3)
+        gap, speed = t._leaders(path, obstacles, speeds, radii)
+        want_gap, want_speed = dense_leaders(t, path, obstacles, speeds, radii)
+        np.testing.assert_allclose(gap, want_gap, rtol=0, atol=1e-9)
+        np.testing.assert_array_equal(speed, want_speed)
+        rel = path[:, None, :, :2] - t.xyz[None, :, None, :2]
+        sees = ((rel**2).sum(axis=-1) < (t.params.corridor + 1.2) ** 2).any(axis=2)
+        mutual += int((sees & sees.T & ~np.eye(count, dtype=bool)).sum())
+    assert mutual > 0  # the lower-index-goes rule was exercised
