@@ -206,7 +206,11 @@ def _initial_model(config: TrainConfig, venv: VecEnv, device: str) -> BaseAlgori
             f"init_from: {path} saw policy_features {previous.config.policy_features}, this "
             f"config gives {config.policy_features}"
         )
-    model, extras = load_model(path, env=venv, device=device, **config.algo_kwargs)
+    # SB3's ``load`` seeds the model and re-seeds the envs with the seed it finds, so this
+    # run's seed goes in with the settings (the checkpoint's would make every run the same).
+    model, extras = load_model(
+        path, env=venv, device=device, seed=config.seed, **config.algo_kwargs
+    )
     _adopt_statistics(venv, extras.normalizer)
     model.num_timesteps = 0
     logger.info("starting from %s (trained %d steps)", path, extras.num_timesteps)

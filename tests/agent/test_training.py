@@ -580,6 +580,28 @@ def test_init_from_starts_a_fresh_run_from_a_checkpoints_policy(
     assert model.num_timesteps == 64
 
 
+def test_an_init_from_run_takes_its_own_seed(encoder_file: Path, tmp_path: Path) -> None:
+    """Regression: SB3's ``load`` re-seeded the model and the envs with the checkpoint's seed,
+    so runs from one ``init_from`` with seeds 0 and 1 trained bit-identical policies."""
+    from agent.training import _initial_model
+
+    train(smoke(encoder_file, "total_steps=64"), tmp_path / "a", progress=False)
+    start = f"init_from={tmp_path / 'a' / FINAL}"
+    runs = {}
+    for seed in (0, 1):
+        config = smoke(encoder_file, start, f"seed={seed}", "total_steps=64")
+        venv = make_vec_env(config)
+        try:
+            assert _initial_model(config, venv, "cpu").seed == seed
+        finally:
+            venv.close()
+        runs[seed] = actor_vector(train(config, tmp_path / f"seed{seed}", progress=False).policy)
+    again = smoke(encoder_file, start, "seed=1", "total_steps=64")
+    repeat = actor_vector(train(again, tmp_path / "seed1b", progress=False).policy)
+    torch.testing.assert_close(repeat, runs[1])  # a seed still reproduces its run
+    assert not torch.equal(runs[0], runs[1])
+
+
 def test_action_std_is_set_on_an_init_from_policy(encoder_file: Path, tmp_path: Path) -> None:
     first = smoke(encoder_file, "total_steps=64")
     train(first, tmp_path / "a", progress=False)
