@@ -177,6 +177,7 @@ class DrivingEnv(gym.Env[dict[str, np.ndarray], Any]):
         self.observations.reset(plan)
         self._index = 0
         self._infractions: list[Any] = []
+        self._infraction_counts: Counter[str] = Counter()
         self._penalty = 1.0
         self._state = state
         status = self._criteria.update(state)
@@ -220,6 +221,7 @@ class DrivingEnv(gym.Env[dict[str, np.ndarray], Any]):
         obs = self._observe(state)
         progress = float(self._plan.distance[self._index]) - start_distance
         self._infractions.extend(new)
+        self._infraction_counts.update(i.key for i in new)
         for infraction in new:
             self._penalty *= PENALTY.get(infraction.key, 1.0)
         failed = self._fails(new) or (
@@ -313,7 +315,7 @@ class DrivingEnv(gym.Env[dict[str, np.ndarray], Any]):
             "distance": float(self._plan.distance[self._index]),
             "route_length": self._plan.length,
             "infractions": [i.key for i in new],
-            "infractions_total": dict(Counter(i.key for i in self._infractions)),
+            "infractions_total": dict(self._infraction_counts),
             "outside_lanes_percentage": 0.0
             if status is None
             else float(status.outside_lanes_percentage),
