@@ -466,6 +466,8 @@ class RouteCriteria:
         self._red_light: int | None = None
         self._centres_of: tuple[TrafficLightInfo, ...] | None = None
         self._centres = np.zeros((0, 2))
+        self._light_cells: dict[tuple[int, int], np.ndarray] = {}
+        self._light_cell = max(p.red_light_distance, 1.0)  # [m]
         self._final: CriteriaStatus | None = None
 
     @property
@@ -516,22 +518,42 @@ class RouteCriteria:
         if self._centres_of is not lights:
             self._centres_of = lights
             self._centres = np.array([stop_lines_centre(light) for light in lights]).reshape(-1, 2)
+            # Square cells of the check distance, each with the lights that may be that near
+            # its points (a metre of slack): most ticks find no candidate and skip the test.
+            size = self._light_cell
+            cells: dict[tuple[int, int], list[int]] = {}
+            reach = self.params.red_light_distance + 1.0
+            for i, (x, y) in enumerate(self._centres.tolist()):
+                for gx in range(math.floor((x - reach) / size), math.floor((x + reach) / size) + 1):
+                    for gy in range(
+                        math.floor((y - reach) / size), math.floor((y + reach) / size) + 1
+                    ):
+                        cells.setdefault((gx, gy), []).append(i)
+            self._light_cells = {cell: np.array(ids) for cell, ids in cells.items()}
         return self._centres
+
+    def _lights_near(self, x: float, y: float) -> list[int]:
+        """Indices of the lights whose stop lines' centre is within ``red_light_distance``."""
+        size = self._light_cell
+        candidates = self._light_cells.get((math.floor(x / size), math.floor(y / size)))
+        if candidates is None:
+            return []
+        centres = self._centres[candidates]
+        near = np.hypot(centres[:, 0] - x, centres[:, 1] - y) <= self.params.red_light_distance
+        return candidates[near].tolist()
 
     def _red_lights(self, state: WorldState, lane: LaneState) -> list[Infraction]:
         ego = state.ego.transform
         previous, front = self._front, front_point(ego, state.ego.length)
         self._front = front
-        centres = self._light_centres(state.lights)
-        near = (
-            np.hypot(centres[:, 0] - ego.x, centres[:, 1] - ego.y) <= self.params.red_light_distance
-        )
+        self._light_centres(state.lights)
+        near = self._lights_near(ego.x, ego.y)
         if self._red_light is not None and self._red_light not in {
-            state.lights[i].id for i in np.flatnonzero(near)
+            state.lights[i].id for i in near
         }:
             self._red_light = None  # left it behind: a later pass counts again
         found: list[Infraction] = []
-        for i in np.flatnonzero(near).tolist():
+        for i in near:
             light = state.lights[i]
             if previous is None or light.id == self._red_light:
                 continue

@@ -240,6 +240,8 @@ class DrivingEnv(gym.Env[dict[str, np.ndarray], Any]):
         return obs, float(sum(terms.values())), terminated, bool(truncation), info
 
     def _fails(self, infractions: list[Any]) -> bool:
+        if not infractions:
+            return False
         c = self.config
         keys = {i.key for i in infractions}
         return bool(

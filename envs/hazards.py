@@ -133,7 +133,9 @@ def _nearest_in_corridor(
     # horizon; ``source`` maps a predicted row back to its actor.
     count = len(reachable)
     yaw = np.radians(actors.yaw[reachable])
-    velocity = np.stack([np.cos(yaw), np.sin(yaw)], axis=1) * actors.speed[reachable, None]
+    velocity = np.empty((count, 2))
+    velocity[:, 0], velocity[:, 1] = np.cos(yaw), np.sin(yaw)
+    velocity *= actors.speed[reachable, None]
     now = xy[reachable]
     xy = np.concatenate([now + velocity * h for h in horizons])
     box = np.flatnonzero(

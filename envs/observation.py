@@ -163,5 +163,6 @@ def arcs(local: NDArray[np.float32]) -> NDArray[np.float32]:
     curvature = np.minimum(
         np.maximum(2.0 * right / squared, -ARC_CURVATURE_RANGE), ARC_CURVATURE_RANGE
     )
-    bearing = np.arctan2(right, forward)
-    return np.stack([bearing, curvature], axis=1).astype(np.float32).reshape(-1)
+    out = np.empty((len(local), 2), dtype=np.float32)
+    out[:, 0], out[:, 1] = np.arctan2(right, forward), curvature
+    return out.reshape(-1)

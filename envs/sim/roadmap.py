@@ -446,15 +446,19 @@ class LaneTracker:
             a, n = int(m.seg_start[seg]), int(m.seg_count[seg])
             lo = max(self._index - self.window, 0)
             hi = min(self._index + self.window + 1, n)
-            window = m.points[a + lo : a + hi]
-            d2 = (window[:, 0] - x) ** 2 + (window[:, 1] - y) ** 2
-            j = int(d2.argmin())
+            window = m.points[a + lo : a + hi].tolist()  # a few points: plain floats are faster
+            best, j = math.inf, 0
+            for k, (px, py, _) in enumerate(window):
+                dx, dy = px - x, py - y
+                d2 = dx * dx + dy * dy
+                if d2 < best:  # the first of equals, as ``argmin``
+                    best, j = d2, k
             i = lo + j
             half = float(m.width[a + i]) / 2.0
-            interior = (j > 0 or lo == 0) and (j < len(d2) - 1 or hi == n)
-            if 0 < i < n - 1 and interior and d2[j] < half * half:
+            interior = (j > 0 or lo == 0) and (j < len(window) - 1 or hi == n)
+            if 0 < i < n - 1 and interior and best < half * half:
                 self._index = i
-                return seg, i * float(m.seg_ds[seg]), math.sqrt(float(d2[j])), float(window[j, 2])
+                return seg, i * float(m.seg_ds[seg]), math.sqrt(best), window[j][2]
         hit = m.locate(x, y, z)
         if hit is None:
             self._seg = -1

@@ -319,7 +319,11 @@ class Traffic:
         # Each row's nearest (the first column among equals, as ``argmin``): sort by row, then
         # gap (stable), and take the first pair of every row.
         order = np.lexsort((pair_gap, rows))
-        first = order[np.flatnonzero(np.diff(rows[order], prepend=-1))]
+        ordered = rows[order]
+        starts = np.empty(len(order), dtype=bool)
+        starts[0] = True
+        np.not_equal(ordered[1:], ordered[:-1], out=starts[1:])
+        first = order[starts]
         leaders = rows[first]
         gap[leaders] = pair_gap[first]
         lead_speed[leaders] = np.concatenate([self.speed, obstacle_speed])[cols[first]]

@@ -130,6 +130,8 @@ class World:
         self.walkers = Walkers(self.sidewalks, self.config.walker)
         self.weather = Weather.preset("ClearNoon")
         self.ego = BicycleState(0.0, 0.0, 0.0)
+        self._center_key: tuple[float, float, float] | None = None
+        self._center = np.zeros(2)
         self.ego_z = 0.0
         self.control = VehicleControl()
         self.frame = 0
@@ -205,11 +207,15 @@ class World:
 
     # ---------------------------------------------------------------------------------- state
     def ego_center(self) -> np.ndarray:
-        """(2,) centre of the ego's body [m]."""
-        off = self.config.ego.center_offset
-        return np.array(
-            [self.ego.x + off * math.cos(self.ego.yaw), self.ego.y + off * math.sin(self.ego.yaw)]
-        )
+        """(2,) centre of the ego's body [m] (read-only: kept until the ego moves)."""
+        ego = self.ego
+        key = (ego.x, ego.y, ego.yaw)
+        if key != self._center_key:  # a tick asks several times for the same pose
+            off = self.config.ego.center_offset
+            center = np.array([ego.x + off * math.cos(ego.yaw), ego.y + off * math.sin(ego.yaw)])
+            center.flags.writeable = False
+            self._center, self._center_key = center, key
+        return self._center
 
     def ego_transform(self) -> Transform:
         """The ego's body-centre pose in CARLA's frame (degrees)."""

@@ -345,3 +345,26 @@ def test_lane_offset_is_perpendicular(grid: RoadMap) -> None:
     assert state.offset == pytest.approx(1.0, abs=1e-6)
     assert (state.road_id, state.lane_id) == (1, -1)
     assert math.isclose(state.lane_yaw, 0.0, abs_tol=1e-6)
+
+
+@pytest.mark.parametrize("distance", [15.0, 0.5, 40.0])
+def test_lights_near_the_ego_are_those_within_the_check_distance(
+    grid: RoadMap, plan: RoutePlan, distance: float
+) -> None:
+    """The grid that skips far lights finds exactly the lights the plain distance test finds,
+    whatever the check distance (cells of at least a metre)."""
+    rng = np.random.default_rng(0)
+    lights = tuple(
+        TrafficLightInfo(i, (x, y, 0.0), (StopLine((x, y - 1.0), (x, y + 1.0), 1, -1),))
+        for i, (x, y) in enumerate(rng.uniform(-100.0, 100.0, (60, 2)).tolist())
+    )
+    c = RouteCriteria(plan, grid, CriteriaParams(red_light_distance=distance))
+    centres = c._light_centres(lights)
+    found = 0
+    for x, y in rng.uniform(-110.0, 110.0, (3000, 2)).tolist():
+        want = np.flatnonzero(np.hypot(centres[:, 0] - x, centres[:, 1] - y) <= distance)
+        assert c._lights_near(x, y) == want.tolist()
+        found += len(want)
+    assert found > 0
+    x, y = centres[7]  # exactly at a centre, and exactly at the check distance from it
+    assert 7 in c._lights_near(x, y) and 7 in c._lights_near(x + distance, y)
