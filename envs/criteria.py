@@ -466,7 +466,7 @@ class RouteCriteria:
         self._red_light: int | None = None
         self._centres_of: tuple[TrafficLightInfo, ...] | None = None
         self._centres = np.zeros((0, 2))
-        self._light_cells: dict[tuple[int, int], np.ndarray] = {}
+        self._light_cells: dict[tuple[int, int], list[tuple[int, float, float]]] = {}
         self._light_cell = max(p.red_light_distance, 1.0)  # [m]
         self._final: CriteriaStatus | None = None
 
@@ -521,26 +521,22 @@ class RouteCriteria:
             # Square cells of the check distance, each with the lights that may be that near
             # its points (a metre of slack): most ticks find no candidate and skip the test.
             size = self._light_cell
-            cells: dict[tuple[int, int], list[int]] = {}
+            cells: dict[tuple[int, int], list[tuple[int, float, float]]] = {}
             reach = self.params.red_light_distance + 1.0
             for i, (x, y) in enumerate(self._centres.tolist()):
                 for gx in range(math.floor((x - reach) / size), math.floor((x + reach) / size) + 1):
                     for gy in range(
                         math.floor((y - reach) / size), math.floor((y + reach) / size) + 1
                     ):
-                        cells.setdefault((gx, gy), []).append(i)
-            self._light_cells = {cell: np.array(ids) for cell, ids in cells.items()}
+                        cells.setdefault((gx, gy), []).append((i, x, y))
+            self._light_cells = cells
         return self._centres
 
     def _lights_near(self, x: float, y: float) -> list[int]:
         """Indices of the lights whose stop lines' centre is within ``red_light_distance``."""
-        size = self._light_cell
-        candidates = self._light_cells.get((math.floor(x / size), math.floor(y / size)))
-        if candidates is None:
-            return []
-        centres = self._centres[candidates]
-        near = np.hypot(centres[:, 0] - x, centres[:, 1] - y) <= self.params.red_light_distance
-        return candidates[near].tolist()
+        size, reach = self._light_cell, self.params.red_light_distance
+        candidates = self._light_cells.get((math.floor(x / size), math.floor(y / size)), ())
+        return [i for i, cx, cy in candidates if math.hypot(cx - x, cy - y) <= reach]
 
     def _red_lights(self, state: WorldState, lane: LaneState) -> list[Infraction]:
         ego = state.ego.transform

@@ -11,8 +11,10 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
+import cv2
 import numpy as np
 from numpy.typing import NDArray
+from panda3d.core import Triangulator
 
 from envs.sim.labels import Label
 from envs.sim.mesh import (
@@ -43,6 +45,8 @@ GRASS = (0.30, 0.40, 0.18)
 KERB = 0.15  # sidewalk height above the road [m]
 LIFT = 0.02  # markings above the road surface [m]
 _DASH, _GAP = 3.0, 6.0  # broken marking pattern [m]
+JUNCTION_GRID = 0.02  # [m] cell of the grid on which a junction's lanes are merged
+JUNCTION_TOLERANCE = 0.05  # [m] how far a junction's polygon may stray from its outline
 # carla.LaneMarkingType -> offsets [m] of the lines from the lane edge and whether each is dashed.
 _LINES: dict[int, tuple[tuple[float, bool], ...]] = {
     1: ((0.0, True),),
@@ -84,19 +88,16 @@ def _xyz(xy: FloatArray, z: FloatArray | float) -> FloatArray:
 
 
 def road_mesh(roadmap: RoadMap) -> Mesh:
-    """One strip per lane segment, label road."""
+    """One strip per lane segment outside junctions and one surface per junction, label road."""
     parts = []
-    for seg in range(len(roadmap.seg_start)):
+    for seg in np.flatnonzero(roadmap.seg_junction < 0).tolist():
         a, n = int(roadmap.seg_start[seg]), int(roadmap.seg_count[seg])
         pts, yaw, half = (
             roadmap.points[a : a + n],
             roadmap.yaw[a : a + n],
             roadmap.width[a : a + n] / 2,
         )
-        # Junction lanes overlap and curve tightly: a coarser outline (about 2 cm off on a 10 m
-        # radius) removes most of the town's road vertices.
-        turn = 0.2 if roadmap.seg_junction[seg] >= 0 else 0.05
-        k = _keep(pts[:, :2], pts[:, 2], yaw, max_turn=turn)
+        k = _keep(pts[:, :2], pts[:, 2], yaw)
         side = _right(yaw[k]) * half[k, None]
         parts.append(
             ribbon(
@@ -107,6 +108,89 @@ def road_mesh(roadmap: RoadMap) -> Mesh:
                 Material.ROAD,
             )
         )
+    junction = roadmap.seg_junction
+    for jid in np.unique(junction[junction >= 0]).tolist():
+        parts.append(junction_mesh(roadmap, np.flatnonzero(junction == jid)))
+    return Mesh.concat(parts)
+
+
+def junction_mesh(roadmap: RoadMap, segments: NDArray[np.int64]) -> Mesh:
+    """The paved area of one junction: the union of its lanes, as one triangulated polygon.
+
+    A junction's connecting lanes overlap and curve: drawn one strip each, a 4-way junction
+    sent ~80 triangles to the rasteriser and painted most of its pixels several times. Their
+    union is traced on a ``JUNCTION_GRID`` grid, grown by the simplification's tolerance (so
+    that no seam opens between the junction and its roads: the polygon lies 0-2 tolerances
+    outside the lanes), simplified to ``JUNCTION_TOLERANCE`` and triangulated (holes kept, such
+    as a roundabout's island); heights come from the nearest lane point.
+    """
+    outlines, points = [], []
+    for seg in segments.tolist():
+        a, n = int(roadmap.seg_start[seg]), int(roadmap.seg_count[seg])
+        pts = roadmap.points[a : a + n]
+        side = _right(roadmap.yaw[a : a + n]) * (roadmap.width[a : a + n, None] / 2)
+        outlines.append(np.concatenate([pts[:, :2] - side, (pts[:, :2] + side)[::-1]]))
+        points.append(pts)
+    lane_points = np.concatenate(points)
+    lo = np.concatenate(outlines).min(axis=0) - 1.0
+    hi = np.concatenate(outlines).max(axis=0) + 1.0
+    grid = max(JUNCTION_GRID, float((hi - lo).max()) / 4000.0)  # a highway junction stays small
+    width, height = np.ceil((hi - lo) / grid).astype(int) + 1
+    mask = np.zeros((height, width), np.uint8)
+    shift = 4
+    for outline in outlines:  # one call each: a single call would fill overlaps even-odd
+        scaled = np.round((outline - lo) / grid * (1 << shift)).astype(np.int32)
+        cv2.fillPoly(mask, [scaled], 1, shift=shift)
+    tolerance = max(JUNCTION_TOLERANCE / grid, 1.0)  # [cells]
+    grow = math.ceil(tolerance + 0.5)  # contours run through the centres of the edge cells
+    mask = cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1,) * 2))
+    contours, hierarchy = cv2.findContours(mask, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_NONE)
+    if hierarchy is None:
+        return Mesh.concat([])
+    links = hierarchy[0]  # per contour: next, previous, first child, parent
+    parts = []
+    for i, contour in enumerate(contours):
+        if links[i][3] >= 0:
+            continue  # a hole, triangulated with its outer contour
+        loops = [contour]
+        child = links[i][2]
+        while child >= 0:
+            loops.append(contours[child])
+            child = links[child][0]
+        triangulator = Triangulator()
+        for k, loop in enumerate(loops):
+            simple = cv2.approxPolyDP(loop, tolerance, True).reshape(-1, 2)
+            if len(simple) < 3:
+                continue
+            if k > 0:
+                triangulator.begin_hole()
+            add = triangulator.add_hole_vertex if k > 0 else triangulator.add_polygon_vertex
+            for x, y in (lo + simple * grid).tolist():
+                add(triangulator.add_vertex(x, y))
+        triangulator.triangulate()
+        count = triangulator.get_num_triangles()
+        if count == 0:
+            continue
+        xy = np.array([(v[0], v[1]) for v in triangulator.get_vertices()])
+        tris = np.array(
+            [
+                (
+                    triangulator.get_triangle_v0(t),
+                    triangulator.get_triangle_v1(t),
+                    triangulator.get_triangle_v2(t),
+                )
+                for t in range(count)
+            ],
+            dtype=np.uint32,
+        )
+        nearest = np.argmin(
+            (xy[:, None, 0] - lane_points[None, :, 0]) ** 2
+            + (xy[:, None, 1] - lane_points[None, :, 1]) ** 2,
+            axis=1,
+        )
+        pos = _xyz(xy, lane_points[nearest, 2])
+        vertices = make_vertices(pos, ASPHALT, Label.ROAD, Material.ROAD)
+        parts.append(Mesh(vertices, orient(pos, tris, np.array([0.0, 0.0, 1.0]))))
     return Mesh.concat(parts)
 
 

@@ -10,6 +10,7 @@ still stop for).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -101,6 +102,7 @@ class Traffic:
         self._rows = np.arange(count)
         reach = self.params.lookahead[-1] + self.params.corridor + 3.0
         self._reach = reach
+        self._box = math.hypot(reach, 3.0 + 0.7 * reach) + 1.0  # holds the cone below
 
     @property
     def capacity(self) -> int:
@@ -288,16 +290,23 @@ class Traffic:
         others = np.concatenate([xy, obstacles])
         dx = others[None, :, 0] - xy[:, None, 0]
         dy = others[None, :, 1] - xy[:, None, 1]
-        cos, sin = np.cos(self.yaw)[:, None], np.sin(self.yaw)[:, None]
+        # First a square around each vehicle that holds its cone (few operations on all pairs),
+        box = np.abs(dx) < self._box
+        box &= np.abs(dy) < self._box
+        box[self._rows, self._rows] = False
+        if self._ghost.any():  # gridlock breakers pass through other NPCs for a moment
+            box[self._ghost, :count] = False
+        rows, cols = np.nonzero(box)  # the candidate pairs, by row then column
+        gap, lead_speed = np.full(count, np.inf), np.zeros(count)
+        if len(rows) == 0:
+            return gap, lead_speed
+        # then the cone that holds the whole corridor, even through a tight junction turn.
+        dx, dy = dx[rows, cols], dy[rows, cols]
+        cos, sin = np.cos(self.yaw)[rows], np.sin(self.yaw)[rows]
         ahead = dx * cos + dy * sin
-        # A cone that holds the whole corridor, even through a tight junction turn.
         near = (ahead > -3.0) & (ahead < self._reach)
         near &= np.abs(dx * sin - dy * cos) < 3.0 + 0.7 * np.abs(ahead)
-        near[self._rows, self._rows] = False
-        if self._ghost.any():  # gridlock breakers pass through other NPCs for a moment
-            near[self._ghost, :count] = False
-        rows, cols = np.nonzero(near)  # the candidate pairs, by row then column
-        gap, lead_speed = np.full(count, np.inf), np.zeros(count)
+        rows, cols, dx, dy = rows[near], cols[near], dx[near], dy[near]
         if len(rows) == 0:
             return gap, lead_speed
         other_half = np.concatenate([self.half_length, obstacle_radius])
@@ -311,11 +320,10 @@ class Traffic:
             mutual[rows[npc], cols[npc]] = True
             mutual &= mutual.T & self._upper
             hit[npc] &= ~mutual[rows[npc], cols[npc]]
-        rows, cols = rows[hit], cols[hit]
+        rows, cols, dx, dy = rows[hit], cols[hit], dx[hit], dy[hit]
         if len(rows) == 0:
             return gap, lead_speed
-        ddx, ddy = dx[rows, cols], dy[rows, cols]
-        pair_gap = np.sqrt(ddx * ddx + ddy * ddy) - self.half_length[rows] - other_half[cols]
+        pair_gap = np.sqrt(dx * dx + dy * dy) - self.half_length[rows] - other_half[cols]
         # Each row's nearest (the first column among equals, as ``argmin``): sort by row, then
         # gap (stable), and take the first pair of every row.
         order = np.lexsort((pair_gap, rows))
