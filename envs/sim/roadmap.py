@@ -360,6 +360,18 @@ class RoadMap:
         xyz += (self.points[idx + 1] - xyz) * frac
         return xyz, self.yaw[idx]
 
+    def pose_and_index(self, seg: IntArray, s: FloatArray) -> tuple[FloatArray, IntArray]:
+        """``pose(seg, s)[0]`` and ``point_index(seg, s)`` in one pass (shared lookups)."""
+        start, count = self.seg_start[seg], self.seg_count[seg]
+        pos = s / self.seg_ds[seg]
+        whole = pos.astype(np.int64)
+        i = np.maximum(np.minimum(whole, count - 2), 0)
+        frac = np.minimum(np.maximum(pos - i, 0.0), 1.0)[..., None]
+        idx = start + i
+        xyz = self.points[idx]
+        xyz += (self.points[idx + 1] - xyz) * frac
+        return xyz, start + np.maximum(np.minimum(whole, count - 1), 0)
+
     def lane_edges(self, index: IntArray) -> tuple[FloatArray, FloatArray]:
         """Left and right lane edges (N, 2) at packed point indices ``index`` [m].
 

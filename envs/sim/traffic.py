@@ -190,8 +190,8 @@ class Traffic:
         seg_k = np.where(over, nxt[:, None], self.seg[:, None])
         s_k = np.where(over, ahead - length[self.seg][:, None], ahead)
         s_k = np.minimum(s_k, length[seg_k])
-        xyz, _ = self.map.pose(seg_k, s_k)
-        return xyz, self.map.curvature[self.map.point_index(seg_k, s_k)]
+        xyz, index = self.map.pose_and_index(seg_k, s_k)
+        return xyz, self.map.curvature[index]
 
     def _refresh_stop(self, i: int) -> None:
         """Cache the light ahead of vehicle ``i`` (at the end of this or the next segment)."""

@@ -52,6 +52,15 @@ def test_pose_interpolates_along_the_lane(grid_map: RoadMap) -> None:
     assert travelled == pytest.approx(grid_map.seg_length[seg] / 2, rel=0.02)  # straight road
 
 
+def test_pose_and_index_together_equal_each_alone(grid_map: RoadMap) -> None:
+    rng = np.random.default_rng(0)
+    seg = rng.integers(len(grid_map.seg_length), size=(40, 6))
+    s = rng.uniform(-1.0, 1.1, seg.shape) * grid_map.seg_length[seg]  # ends and beyond too
+    xyz, index = grid_map.pose_and_index(seg, s)
+    np.testing.assert_array_equal(xyz, grid_map.pose(seg, s)[0])
+    np.testing.assert_array_equal(index, grid_map.point_index(seg, s))
+
+
 def test_coordinates_are_carlas(grid_map: RoadMap) -> None:
     """A carla waypoint's location maps back onto its own lane with no conversion."""
     for wp in grid_map.carla_map.generate_waypoints(25.0)[::7]:
