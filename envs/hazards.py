@@ -6,6 +6,7 @@ brakes for them). Works on any backend's ``WorldState`` and the route's dense pl
 
 from __future__ import annotations
 
+import bisect
 import math
 from dataclasses import dataclass
 
@@ -73,27 +74,26 @@ class RouteHazards:
         stops.sort()
         self.stop_index = np.array([s[0] for s in stops], dtype=np.int64)
         self.stop_light = np.array([s[1] for s in stops], dtype=np.int64)
+        # Per-tick lookups in plain floats (a few bisections beat numpy's call overhead).
+        self._distance = plan.distance.tolist()
+        self._stop_distance = plan.distance[self.stop_index].tolist()
+        spacing = plan.distance[-1] / max(len(plan.distance) - 1, 1)
+        self._step = max(1, round(_SAMPLE / max(spacing, 1e-6)))  # corridor samples [points]
 
     def ahead(self, state: WorldState, index: int) -> Hazards:
         """Hazards ahead of the ego, which is at plan point ``index``."""
-        plan = self.plan
-        front = state.ego.length / 2.0
-        here = plan.distance[index] + front
+        plan, distance = self.plan, self._distance
+        here = distance[index] + state.ego.length / 2.0
         light_distance, light_state = math.inf, TrafficLightState.UNKNOWN
-        upcoming = np.flatnonzero(plan.distance[self.stop_index] >= here - 0.5)
-        if len(upcoming):
-            k = int(upcoming[0])
-            light_distance = float(plan.distance[self.stop_index[k]] - here)
+        k = bisect.bisect_left(self._stop_distance, here - 0.5)  # the next stop line
+        if k < len(self._stop_distance):
+            light_distance = self._stop_distance[k] - here
             light_state = state.light_state(int(self.stop_light[k]))
-        end = int(np.searchsorted(plan.distance, plan.distance[index] + LOOKAHEAD))
-        step = max(
-            1, round(_SAMPLE / max(plan.distance[-1] / max(len(plan.distance) - 1, 1), 1e-6))
-        )
-        samples = np.arange(index, min(end + 1, len(plan.points)), step)
-        vehicle_gap, vehicle_speed = _nearest_in_corridor(
-            plan, samples, state.vehicles, here, VEHICLE_PREDICTION
-        )
-        walker_gap, _ = _nearest_in_corridor(plan, samples, state.walkers, here, WALKER_PREDICTION)
+        end = bisect.bisect_left(distance, distance[index] + LOOKAHEAD)
+        samples = np.arange(index, min(end + 1, len(distance)), self._step)
+        corridor = _Corridor(plan, samples, here)
+        vehicle_gap, vehicle_speed = corridor.nearest(state.vehicles, VEHICLE_PREDICTION)
+        walker_gap, _ = corridor.nearest(state.walkers, WALKER_PREDICTION)
         return Hazards(light_distance, light_state, vehicle_gap, vehicle_speed, walker_gap)
 
 
@@ -110,53 +110,62 @@ def predicted(actors: Actors, horizons: tuple[float, ...]) -> Actors:
     )
 
 
-def _nearest_in_corridor(
-    plan: RoutePlan, samples: np.ndarray, actors: Actors, here: float, horizons: tuple[float, ...]
-) -> tuple[float, float]:
-    """Gap along the route to the nearest actor in the corridor, now or soon."""
-    if len(actors) == 0 or len(samples) == 0:
-        return math.inf, 0.0
-    pts = plan.points[samples, :2]
-    lo, hi = pts.min(axis=0) - 4.0, pts.max(axis=0) + 4.0
-    # Only actors that can reach the corridor's box within the horizon are predicted.
-    xy = actors.xyz[:, :2]
-    travel = np.abs(actors.speed) * max(horizons)
-    reachable = np.flatnonzero(
-        (xy[:, 0] > lo[0] - travel)
-        & (xy[:, 0] < hi[0] + travel)
-        & (xy[:, 1] > lo[1] - travel)
-        & (xy[:, 1] < hi[1] + travel)
-    )
-    if len(reachable) == 0:
-        return math.inf, 0.0
-    # Where they are now and after each horizon (``predicted``, positions only), one block per
-    # horizon; ``source`` maps a predicted row back to its actor.
-    count = len(reachable)
-    yaw = np.radians(actors.yaw[reachable])
-    velocity = np.empty((count, 2))
-    velocity[:, 0], velocity[:, 1] = np.cos(yaw), np.sin(yaw)
-    velocity *= actors.speed[reachable, None]
-    now = xy[reachable]
-    xy = np.concatenate([now + velocity * h for h in horizons])
-    box = np.flatnonzero(
-        (xy[:, 0] > lo[0]) & (xy[:, 0] < hi[0]) & (xy[:, 1] > lo[1]) & (xy[:, 1] < hi[1])
-    )
-    if len(box) == 0:
-        return math.inf, 0.0
-    source = reachable[box % count]
-    extent = actors.extent[source]
-    d = np.hypot(pts[:, None, 0] - xy[None, box, 0], pts[:, None, 1] - xy[None, box, 1])
-    reach = CORRIDOR + np.minimum(extent[:, 1] / 2.0, 1.2)
-    inside = d < reach[None, :]
-    hit = inside.any(axis=0)
-    if not hit.any():
-        return math.inf, 0.0
-    first = np.argmax(inside, axis=0)  # first sample of each actor's contact
-    along = plan.distance[samples[first]] - here - extent[:, 0] / 2.0
-    along = np.where(hit, along, np.inf)
-    best = int(np.argmin(along))
-    # Only the part of its velocity along the route carries it out of the way.
-    route_yaw = plan.yaw[samples[first[best]]]
-    heading = math.radians(float(actors.yaw[source[best]])) - route_yaw
-    speed = max(float(actors.speed[source[best]]) * math.cos(heading), 0.0)
-    return max(float(along[best]), 0.0), speed
+class _Corridor:
+    """The route's swept corridor ahead: samples every ``_SAMPLE`` m and their bounding box,
+    shared by the searches for vehicles and for pedestrians."""
+
+    def __init__(self, plan: RoutePlan, samples: np.ndarray, here: float) -> None:
+        self.plan, self.samples, self.here = plan, samples, here
+        self.pts = plan.points[samples, :2]
+        if len(samples):
+            self.lo, self.hi = self.pts.min(axis=0) - 4.0, self.pts.max(axis=0) + 4.0
+
+    def nearest(self, actors: Actors, horizons: tuple[float, ...]) -> tuple[float, float]:
+        """Gap along the route to the nearest actor in the corridor, now or soon, and that
+        actor's speed along the route."""
+        if len(actors) == 0 or len(self.samples) == 0:
+            return math.inf, 0.0
+        plan, samples, here = self.plan, self.samples, self.here
+        pts, lo, hi = self.pts, self.lo, self.hi
+        # Only actors that can reach the corridor's box within the horizon are predicted.
+        xy = actors.xyz[:, :2]
+        travel = np.abs(actors.speed) * max(horizons)
+        reachable = np.flatnonzero(
+            (xy[:, 0] > lo[0] - travel)
+            & (xy[:, 0] < hi[0] + travel)
+            & (xy[:, 1] > lo[1] - travel)
+            & (xy[:, 1] < hi[1] + travel)
+        )
+        if len(reachable) == 0:
+            return math.inf, 0.0
+        # Where they are now and after each horizon (``predicted``, positions only), one block per
+        # horizon; ``source`` maps a predicted row back to its actor.
+        count = len(reachable)
+        yaw = np.radians(actors.yaw[reachable])
+        velocity = np.empty((count, 2))
+        velocity[:, 0], velocity[:, 1] = np.cos(yaw), np.sin(yaw)
+        velocity *= actors.speed[reachable, None]
+        now = xy[reachable]
+        xy = np.concatenate([now + velocity * h for h in horizons])
+        box = np.flatnonzero(
+            (xy[:, 0] > lo[0]) & (xy[:, 0] < hi[0]) & (xy[:, 1] > lo[1]) & (xy[:, 1] < hi[1])
+        )
+        if len(box) == 0:
+            return math.inf, 0.0
+        source = reachable[box % count]
+        extent = actors.extent[source]
+        d = np.hypot(pts[:, None, 0] - xy[None, box, 0], pts[:, None, 1] - xy[None, box, 1])
+        reach = CORRIDOR + np.minimum(extent[:, 1] / 2.0, 1.2)
+        inside = d < reach[None, :]
+        hit = inside.any(axis=0)
+        if not hit.any():
+            return math.inf, 0.0
+        first = np.argmax(inside, axis=0)  # first sample of each actor's contact
+        along = plan.distance[samples[first]] - here - extent[:, 0] / 2.0
+        along = np.where(hit, along, np.inf)
+        best = int(np.argmin(along))
+        # Only the part of its velocity along the route carries it out of the way.
+        route_yaw = plan.yaw[samples[first[best]]]
+        heading = math.radians(float(actors.yaw[source[best]])) - route_yaw
+        speed = max(float(actors.speed[source[best]]) * math.cos(heading), 0.0)
+        return max(float(along[best]), 0.0), speed

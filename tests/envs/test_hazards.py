@@ -9,7 +9,7 @@ import pytest
 
 from envs.backends.base import Actors
 from envs.backends.embedded import EmbeddedBackend
-from envs.hazards import Hazards, RouteHazards, _nearest_in_corridor
+from envs.hazards import Hazards, RouteHazards, _Corridor
 from envs.planner import RoutePlanner
 from envs.reward import COMFORT_DECEL, FOLLOW_HEADWAY, STOP_MARGIN, desired_speed
 from envs.routes import RoutePlan
@@ -55,13 +55,13 @@ def _car_at(x: float, y: float, yaw: float, speed: float) -> Actors:
 def test_a_car_ahead_counts_with_its_speed_along_the_route_only() -> None:
     plan = _straight_plan()
     samples = np.arange(0, 41, 2)
-    gap, speed = _nearest_in_corridor(plan, samples, _car_at(20.0, 0.0, 0.0, 8.0), 2.0, (0.0,))
+    gap, speed = _Corridor(plan, samples, 2.0).nearest(_car_at(20.0, 0.0, 0.0, 8.0), (0.0,))
     assert 10.0 < gap < 20.0 - 2.0 - 2.25  # measured from the corridor sample that first touches it
     assert speed == pytest.approx(8.0)
     # A car crossing the route is no faster along it than a parked one, and neither is an
     # oncoming one.
     for yaw in (90.0, 180.0):
-        _, speed = _nearest_in_corridor(plan, samples, _car_at(20.0, 0.0, yaw, 8.0), 2.0, (0.0,))
+        _, speed = _Corridor(plan, samples, 2.0).nearest(_car_at(20.0, 0.0, yaw, 8.0), (0.0,))
         assert speed == pytest.approx(0.0, abs=1e-9)
 
 
