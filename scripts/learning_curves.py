@@ -221,21 +221,40 @@ def _draw_curves(image: NDArray[np.uint8], ax: Axis, runs: Sequence[RunCurves]) 
             cv2.circle(image, (int(point[0]), int(point[1])), 4, colour, -1, cv2.LINE_AA)
 
 
-def _draw_legend(image: NDArray[np.uint8], entries: list[tuple[str, str, tuple]], y: int) -> None:
-    """One row of ``(text, kind, colour)``; kind is "eval", "train" or "reference"."""
-    widths = [cv2.getTextSize(text, FONT, 0.5, 1)[0][0] + 60 for text, _, _ in entries]
-    x = max(10, (image.shape[1] - sum(widths)) // 2)
-    for (text, kind, colour), width in zip(entries, widths, strict=True):
-        if kind == "reference":
-            _dashed_line(image, y - 5, x, x + 30)
-        else:
-            cv2.line(
-                image, (x, y - 5), (x + 30, y - 5), colour, 2 if kind == "eval" else 1, cv2.LINE_AA
-            )
-        if kind == "eval":
-            cv2.circle(image, (x + 15, y - 5), 4, colour, -1, cv2.LINE_AA)
-        cv2.putText(image, text, (x + 38, y), FONT, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
-        x += width
+def _legend_rows(entries: list[tuple[str, str, tuple]], width: int) -> list[list[int]]:
+    """Entry indices per legend row: as many as fit in ``width`` pixels, in order."""
+    rows: list[list[int]] = [[]]
+    used = 0
+    for i, (text, _, _) in enumerate(entries):
+        w = cv2.getTextSize(text, FONT, 0.5, 1)[0][0] + 60
+        if rows[-1] and used + w > width - 20:
+            rows.append([])
+            used = 0
+        rows[-1].append(i)
+        used += w
+    return rows
+
+
+def _draw_legend(
+    image: NDArray[np.uint8], entries: list[tuple[str, str, tuple]], rows: list[list[int]]
+) -> None:
+    """``(text, kind, colour)`` entries in centred rows at the bottom; kind is "eval",
+    "train" or "reference"."""
+    for r, row in enumerate(rows):
+        y = image.shape[0] - 14 - LEGEND_HEIGHT * (len(rows) - 1 - r)
+        widths = [cv2.getTextSize(entries[i][0], FONT, 0.5, 1)[0][0] + 60 for i in row]
+        x = max(10, (image.shape[1] - sum(widths)) // 2)
+        for i, width in zip(row, widths, strict=True):
+            text, kind, colour = entries[i]
+            if kind == "reference":
+                _dashed_line(image, y - 5, x, x + 30)
+            else:
+                thick = 2 if kind == "eval" else 1
+                cv2.line(image, (x, y - 5), (x + 30, y - 5), colour, thick, cv2.LINE_AA)
+            if kind == "eval":
+                cv2.circle(image, (x + 15, y - 5), 4, colour, -1, cv2.LINE_AA)
+            cv2.putText(image, text, (x + 38, y), FONT, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+            x += width
 
 
 def draw_learning_curves(
@@ -256,7 +275,17 @@ def draw_learning_curves(
     width, height = size
     image = np.full((height, width, 3), 255, np.uint8)
     curves = [c for run in runs for c in (run.evaluation, run.training)]
-    bottom = height - MARGIN["bottom"] - LEGEND_HEIGHT
+    entries: list[tuple[str, str, tuple]] = []
+    for i, run in enumerate(runs):
+        colour = COLOURS[i % len(COLOURS)]
+        if len(run.evaluation.score):
+            entries.append((f"{run.label} (evaluation)", "eval", colour))
+        if len(run.training.score):
+            entries.append((f"{run.label} (training episodes)", "train", _lighter(colour)))
+    if reference is not None:
+        entries.append((reference[1], "reference", REFERENCE_COLOUR))
+    rows = _legend_rows(entries, width)  # the legend wraps when the entries do not fit
+    bottom = height - MARGIN["bottom"] - LEGEND_HEIGHT * len(rows)
     half = width // 2
     panels = (
         ("driving score vs env steps", "env steps", lambda c: c.steps),
@@ -271,16 +300,7 @@ def draw_learning_curves(
             y = int(ax.points(np.zeros(1), np.array([reference[0]]))[0, 1])
             _dashed_line(image, y, ax.left, ax.right)
         _draw_curves(image, ax, runs)
-    entries: list[tuple[str, str, tuple]] = []
-    for i, run in enumerate(runs):
-        colour = COLOURS[i % len(COLOURS)]
-        if len(run.evaluation.score):
-            entries.append((f"{run.label} (evaluation)", "eval", colour))
-        if len(run.training.score):
-            entries.append((f"{run.label} (training episodes)", "train", _lighter(colour)))
-    if reference is not None:
-        entries.append((reference[1], "reference", REFERENCE_COLOUR))
-    _draw_legend(image, entries, height - 14)
+    _draw_legend(image, entries, rows)
     return image
 
 

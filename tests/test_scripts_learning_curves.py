@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from scripts.learning_curves import main, nice_ticks, read_run
+from scripts.learning_curves import FONT, _legend_rows, main, nice_ticks, read_run
 
 EVAL = """steps,wall_time,driving_score,route_completion,infraction_penalty
 10000,600.0,5.0,20.0,0.25
@@ -84,3 +84,17 @@ def test_main_names_run_folder_without_csvs(
 def test_main_rejects_label_count_mismatch(tmp_path: Path) -> None:
     with pytest.raises(SystemExit):
         main([str(_run(tmp_path / "a")), "--labels", "x,y", "--out", str(tmp_path / "x.png")])
+
+
+def test_a_long_legend_wraps_inside_the_picture() -> None:
+    """Regression: the legend was one row, so long run names ran off the right edge."""
+    entries: list[tuple[str, str, tuple]] = [
+        (f"a rather long run name number {i} (training episodes)", "train", (0, 0, 0))
+        for i in range(6)
+    ]
+    rows = _legend_rows(entries, 1200)
+    assert len(rows) > 1 and sorted(i for row in rows for i in row) == list(range(6))
+    for row in rows:
+        width = sum(cv2.getTextSize(entries[i][0], FONT, 0.5, 1)[0][0] + 60 for i in row)
+        assert width <= 1200 - 20
+    assert _legend_rows(entries[:1], 1200) == [[0]]

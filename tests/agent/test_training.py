@@ -93,7 +93,7 @@ def fixed_observation(config: TrainConfig) -> dict[str, np.ndarray]:
 
 # ----------------------------------------------------------------------------- config
 def test_shipped_configs_load() -> None:
-    for name in ("ppo", "dqn", "qrdqn", "ppo_carla", "smoke"):
+    for name in ("ppo", "ppo_finetune", "dqn", "qrdqn", "ppo_carla", "smoke"):
         config = load_config(REPO / "configs" / f"{name}.yaml")
         assert config.env.frame_stack == 1  # stacking happens on features
     assert load_config(REPO / "configs" / "qrdqn.yaml").algo == "qrdqn"
