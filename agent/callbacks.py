@@ -214,7 +214,7 @@ class RunCallback(BaseCallback):
             weathers=cfg.eval_weathers,
             traffic=cfg.eval_traffic,
             out=self.run_dir / "eval" / "latest.json",
-            seed=cfg.seed,
+            seed=cfg.eval_seed,
         )
 
     def _agent(self) -> PolicyAgent:
