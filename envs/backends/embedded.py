@@ -189,9 +189,9 @@ class EmbeddedBackend:
         live = np.flatnonzero(w.active)
         walkers = Actors(
             live,
-            w.xyz[live].copy(),
+            w.xyz[live],  # indexing with an array copies
             np.degrees(w.yaw[live]),
-            w.speed[live].copy(),
+            w.speed[live],
             np.full((len(live), 2), 2 * world.config.walker.radius),
         )
         return WorldState(

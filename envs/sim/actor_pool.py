@@ -189,7 +189,7 @@ class ActorPools:
         keep = visible(pose[:, :2], panda_wedges, self._reach2)
         keep[nt:] &= w.active
         ids = np.flatnonzero(keep)
-        n = int(np.searchsorted(ids, nt))
+        n = int(np.count_nonzero(keep[:nt]))  # the vehicles among them
         m = len(ids) - n
         states = world.lights.state
         dyn = self._texels(max(n + 1, m, len(states), 1))
