@@ -34,6 +34,7 @@ import numpy as np
 
 from envs.backends.base import TrafficLightInfo, WorldState
 from envs.routes import RoutePlan
+from envs.sim.collision import CellGrid
 from envs.sim.roadmap import LaneTracker, RoadMap
 from envs.types import ActorKind, CollisionEvent, TrafficLightState, Transform
 
@@ -466,8 +467,8 @@ class RouteCriteria:
         self._red_light: int | None = None
         self._centres_of: tuple[TrafficLightInfo, ...] | None = None
         self._centres = np.zeros((0, 2))
-        self._light_cells: dict[tuple[int, int], list[tuple[int, float, float]]] = {}
-        self._light_cell = max(p.red_light_distance, 1.0)  # [m]
+        self._centre_list: list[list[float]] = []
+        self._light_grid = CellGrid([], 0.0, 1.0)
         self._final: CriteriaStatus | None = None
 
     @property
@@ -518,32 +519,27 @@ class RouteCriteria:
         if self._centres_of is not lights:
             self._centres_of = lights
             self._centres = np.array([stop_lines_centre(light) for light in lights]).reshape(-1, 2)
-            # Square cells of the check distance, each with the lights that may be that near
-            # its points (a metre of slack): most ticks find no candidate and skip the test.
-            size = self._light_cell
-            cells: dict[tuple[int, int], list[tuple[int, float, float]]] = {}
-            reach = self.params.red_light_distance + 1.0
-            for i, (x, y) in enumerate(self._centres.tolist()):
-                for gx in range(math.floor((x - reach) / size), math.floor((x + reach) / size) + 1):
-                    for gy in range(
-                        math.floor((y - reach) / size), math.floor((y + reach) / size) + 1
-                    ):
-                        cells.setdefault((gx, gy), []).append((i, x, y))
-            self._light_cells = cells
+            # Cells of the check distance (a metre of slack): most ticks find no candidate.
+            distance = self.params.red_light_distance
+            self._centre_list = self._centres.tolist()
+            self._light_grid = CellGrid(self._centre_list, distance + 1.0, max(distance, 1.0))
         return self._centres
 
-    def _lights_near(self, x: float, y: float) -> list[int]:
+    def _lights_near(self, lights: tuple[TrafficLightInfo, ...], x: float, y: float) -> list[int]:
         """Indices of the lights whose stop lines' centre is within ``red_light_distance``."""
-        size, reach = self._light_cell, self.params.red_light_distance
-        candidates = self._light_cells.get((math.floor(x / size), math.floor(y / size)), ())
-        return [i for i, cx, cy in candidates if math.hypot(cx - x, cy - y) <= reach]
+        self._light_centres(lights)
+        centres, reach = self._centre_list, self.params.red_light_distance
+        return [
+            i
+            for i in self._light_grid.candidates(x, y)
+            if math.hypot(centres[i][0] - x, centres[i][1] - y) <= reach
+        ]
 
     def _red_lights(self, state: WorldState, lane: LaneState) -> list[Infraction]:
         ego = state.ego.transform
         previous, front = self._front, front_point(ego, state.ego.length)
         self._front = front
-        self._light_centres(state.lights)
-        near = self._lights_near(ego.x, ego.y)
+        near = self._lights_near(state.lights, ego.x, ego.y)
         if self._red_light is not None and self._red_light not in {
             state.lights[i].id for i in near
         }:

@@ -11,6 +11,29 @@ FloatArray = NDArray[np.float64]
 BoolArray = NDArray[np.bool_]
 
 
+class CellGrid:
+    """A broad phase for fixed points: square cells, each listing the points that may lie
+    within ``reach`` of any place in it (a superset; the caller tests the exact distance).
+
+    Args:
+        xy: (x, y) of each point [m]; a point's index is its position here.
+        reach: The largest distance a query will ask about [m].
+        cell: Side of a cell [m].
+    """
+
+    def __init__(self, xy: list[list[float]], reach: float, cell: float) -> None:
+        self.cell = cell
+        self._cells: dict[tuple[int, int], list[int]] = {}
+        for i, (x, y) in enumerate(xy):
+            for gx in range(math.floor((x - reach) / cell), math.floor((x + reach) / cell) + 1):
+                for gy in range(math.floor((y - reach) / cell), math.floor((y + reach) / cell) + 1):
+                    self._cells.setdefault((gx, gy), []).append(i)
+
+    def candidates(self, x: float, y: float) -> list[int]:
+        """Indices, ascending, of the points that may be within ``reach`` of (x, y)."""
+        return self._cells.get((math.floor(x / self.cell), math.floor(y / self.cell)), [])
+
+
 def boxes_overlap(
     center: FloatArray,
     yaw: float,

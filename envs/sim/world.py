@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from envs.sim.collision import box_corners, boxes_overlap, circles_in_box
+from envs.sim.collision import CellGrid, box_corners, boxes_overlap, circles_in_box
 from envs.sim.lights import LightLayout, LightTiming, TrafficLights
 from envs.sim.physics import BicycleState, VehicleParams, step_bicycle
 from envs.sim.raster import OUTSIDE, SIDEWALK, RoadRaster
@@ -139,7 +139,9 @@ class World:
         self._rng = np.random.default_rng()
         self._ego_lane: tuple[int, int, int] | None = None
         self._tracker = LaneTracker(self.map)
-        self._build_pole_grid()
+        # Poles the ego's box may touch, from a coarse grid built once (poles never move).
+        reach = math.hypot(self.config.ego.length, self.config.ego.width) / 2.0 + POLE_RADIUS
+        self._poles = CellGrid(self.light_layout.pole[:, :2].tolist(), reach, 10.0)
 
     # ------------------------------------------------------------------------------- episode
     def reset(
@@ -298,7 +300,7 @@ class World:
                     )
                 )
                 w.knock_down(int(i))
-        for i in self._poles_near(cx, cy, radius):
+        for i in self._poles.candidates(cx, cy):
             pole = self.light_layout.pole[i, :2]
             if circles_in_box(center, yaw, half, pole[None, :], POLE_RADIUS)[0]:
                 events.append(self._event(ActorKind.STATIC, -1, "static.pole", pole, 0.0, 0.0))
@@ -326,23 +328,6 @@ class World:
         )
         now = self.ego_center() - (event.x, event.y)
         return bool(math.hypot(now[0], now[1]) < math.hypot(*before) + 1e-6)
-
-    def _poles_near(self, x: float, y: float, radius: float) -> list[int]:
-        """Poles within reach, from a coarse grid built once (poles never move)."""
-        cell = self._pole_cell
-        key = (math.floor(x / cell), math.floor(y / cell))
-        return self._pole_grid.get(key, [])
-
-    def _build_pole_grid(self, cell: float = 10.0) -> None:
-        reach = math.hypot(self.config.ego.length, self.config.ego.width) / 2.0 + POLE_RADIUS
-        self._pole_cell = cell
-        self._pole_grid: dict[tuple[int, int], list[int]] = {}
-        for i, (px, py, _) in enumerate(self.light_layout.pole):
-            lo_x, hi_x = math.floor((px - reach) / cell), math.floor((px + reach) / cell)
-            lo_y, hi_y = math.floor((py - reach) / cell), math.floor((py + reach) / cell)
-            for gx in range(lo_x, hi_x + 1):
-                for gy in range(lo_y, hi_y + 1):
-                    self._pole_grid.setdefault((gx, gy), []).append(i)
 
     def _event(
         self,

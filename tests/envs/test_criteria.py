@@ -363,8 +363,8 @@ def test_lights_near_the_ego_are_those_within_the_check_distance(
     found = 0
     for x, y in rng.uniform(-110.0, 110.0, (3000, 2)).tolist():
         want = np.flatnonzero(np.hypot(centres[:, 0] - x, centres[:, 1] - y) <= distance)
-        assert c._lights_near(x, y) == want.tolist()
+        assert c._lights_near(lights, x, y) == want.tolist()
         found += len(want)
     assert found > 0
     x, y = centres[7]  # exactly at a centre, and exactly at the check distance from it
-    assert 7 in c._lights_near(x, y) and 7 in c._lights_near(x + distance, y)
+    assert 7 in c._lights_near(lights, x, y) and 7 in c._lights_near(lights, x + distance, y)
