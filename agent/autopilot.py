@@ -19,7 +19,7 @@ from envs.backends.base import EpisodeSpec, SimulatorBackend, TrafficLightInfo, 
 from envs.config import EnvConfig
 from envs.criteria import CriteriaStatus, RouteCriteria
 from envs.driving_env import DrivingEnv
-from envs.hazards import Hazards, RouteHazards, predicted
+from envs.hazards import Hazards, RouteHazards, predicted_xy
 from envs.reward import COMFORT_DECEL, LIGHT_STOP_GAP, desired_speed, stops_for_light
 from envs.routes import RoutePlan
 from envs.sim.roadmap import RoadMap
@@ -178,7 +178,9 @@ class Autopilot:
             # Only moving traffic has right of way here; a car standing in the junction is
             # an obstacle on the path, which the corridor check handles.
             moving = np.tile(vehicles.speed > 0.5, len(YIELD_TIMES))
-            future = predicted(vehicles, YIELD_TIMES).xyz[moving, :2]
+            future = predicted_xy(vehicles.xyz[:, :2], vehicles.yaw, vehicles.speed, YIELD_TIMES)[
+                moving
+            ]
             d = np.hypot(
                 future[:, None, 0] - path[None, :, 0], future[:, None, 1] - path[None, :, 1]
             )

@@ -97,17 +97,16 @@ class RouteHazards:
         return Hazards(light_distance, light_state, vehicle_gap, vehicle_speed, walker_gap)
 
 
-def predicted(actors: Actors, horizons: tuple[float, ...]) -> Actors:
-    """The actors now and where they will be after each horizon [s] at constant velocity."""
-    yaw = np.radians(actors.yaw)
-    step = np.stack([np.cos(yaw), np.sin(yaw), np.zeros_like(yaw)], axis=1) * actors.speed[:, None]
-    return Actors(
-        np.tile(actors.ids, len(horizons)),
-        np.concatenate([actors.xyz + step * h for h in horizons]),
-        np.tile(actors.yaw, len(horizons)),
-        np.tile(actors.speed, len(horizons)),
-        np.tile(actors.extent, (len(horizons), 1)),
-    )
+def predicted_xy(
+    xy: np.ndarray, yaw: np.ndarray, speed: np.ndarray, horizons: tuple[float, ...]
+) -> np.ndarray:
+    """Where (N, 2) actors heading ``yaw`` [deg] at ``speed`` [m/s] will be after each horizon
+    [s] at constant velocity: (N * H, 2), one block of N rows per horizon."""
+    rad = np.radians(yaw)
+    velocity = np.empty((len(xy), 2))
+    velocity[:, 0], velocity[:, 1] = np.cos(rad), np.sin(rad)
+    velocity *= speed[:, None]
+    return np.concatenate([xy + velocity * h for h in horizons])
 
 
 class _Corridor:
@@ -138,15 +137,9 @@ class _Corridor:
         )
         if len(reachable) == 0:
             return math.inf, 0.0
-        # Where they are now and after each horizon (``predicted``, positions only), one block per
-        # horizon; ``source`` maps a predicted row back to its actor.
+        # Where they will be after each horizon; ``source`` maps a row back to its actor.
         count = len(reachable)
-        yaw = np.radians(actors.yaw[reachable])
-        velocity = np.empty((count, 2))
-        velocity[:, 0], velocity[:, 1] = np.cos(yaw), np.sin(yaw)
-        velocity *= actors.speed[reachable, None]
-        now = xy[reachable]
-        xy = np.concatenate([now + velocity * h for h in horizons])
+        xy = predicted_xy(xy[reachable], actors.yaw[reachable], actors.speed[reachable], horizons)
         box = np.flatnonzero(
             (xy[:, 0] > lo[0]) & (xy[:, 0] < hi[0]) & (xy[:, 1] > lo[1]) & (xy[:, 1] < hi[1])
         )

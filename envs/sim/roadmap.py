@@ -352,16 +352,19 @@ class RoadMap:
         Returns:
             ``(xyz, yaw)``: positions of shape ``seg.shape + (3,)`` [m] and headings [rad].
         """
-        pos = s / self.seg_ds[seg]
-        i = np.maximum(np.minimum(pos.astype(np.int64), self.seg_count[seg] - 2), 0)
-        frac = np.minimum(np.maximum(pos - i, 0.0), 1.0)[..., None]
-        idx = self.seg_start[seg] + i
-        xyz = self.points[idx]
-        xyz += (self.points[idx + 1] - xyz) * frac
+        xyz, idx = self._interpolate(seg, s, point_index=False)
         return xyz, self.yaw[idx]
 
     def pose_and_index(self, seg: IntArray, s: FloatArray) -> tuple[FloatArray, IntArray]:
         """``pose(seg, s)[0]`` and ``point_index(seg, s)`` in one pass (shared lookups)."""
+        return self._interpolate(seg, s, point_index=True)
+
+    def _interpolate(
+        self, seg: IntArray, s: FloatArray, point_index: bool
+    ) -> tuple[FloatArray, IntArray]:
+        """Positions at ``s`` on ``seg`` and, per position, the packed index of the point
+        before it that the interpolation starts from, or with ``point_index`` what
+        ``point_index`` returns (they differ only at a segment's last point)."""
         start, count = self.seg_start[seg], self.seg_count[seg]
         pos = s / self.seg_ds[seg]
         whole = pos.astype(np.int64)
@@ -370,7 +373,9 @@ class RoadMap:
         idx = start + i
         xyz = self.points[idx]
         xyz += (self.points[idx + 1] - xyz) * frac
-        return xyz, start + np.maximum(np.minimum(whole, count - 1), 0)
+        if point_index:
+            return xyz, start + np.maximum(np.minimum(whole, count - 1), 0)
+        return xyz, idx
 
     def lane_edges(self, index: IntArray) -> tuple[FloatArray, FloatArray]:
         """Left and right lane edges (N, 2) at packed point indices ``index`` [m].
