@@ -221,12 +221,17 @@ def _draw_curves(image: NDArray[np.uint8], ax: Axis, runs: Sequence[RunCurves]) 
             cv2.circle(image, (int(point[0]), int(point[1])), 4, colour, -1, cv2.LINE_AA)
 
 
+def _entry_width(text: str) -> int:
+    """Pixels a legend entry takes: its line sample, gap and text."""
+    return int(cv2.getTextSize(text, FONT, 0.5, 1)[0][0]) + 60
+
+
 def _legend_rows(entries: list[tuple[str, str, tuple]], width: int) -> list[list[int]]:
     """Entry indices per legend row: as many as fit in ``width`` pixels, in order."""
     rows: list[list[int]] = [[]]
     used = 0
     for i, (text, _, _) in enumerate(entries):
-        w = cv2.getTextSize(text, FONT, 0.5, 1)[0][0] + 60
+        w = _entry_width(text)
         if rows[-1] and used + w > width - 20:
             rows.append([])
             used = 0
@@ -242,7 +247,7 @@ def _draw_legend(
     "train" or "reference"."""
     for r, row in enumerate(rows):
         y = image.shape[0] - 14 - LEGEND_HEIGHT * (len(rows) - 1 - r)
-        widths = [cv2.getTextSize(entries[i][0], FONT, 0.5, 1)[0][0] + 60 for i in row]
+        widths = [_entry_width(entries[i][0]) for i in row]
         x = max(10, (image.shape[1] - sum(widths)) // 2)
         for i, width in zip(row, widths, strict=True):
             text, kind, colour = entries[i]

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from scripts.learning_curves import FONT, _legend_rows, main, nice_ticks, read_run
+from scripts.learning_curves import _entry_width, _legend_rows, main, nice_ticks, read_run
 
 EVAL = """steps,wall_time,driving_score,route_completion,infraction_penalty
 10000,600.0,5.0,20.0,0.25
@@ -95,6 +95,6 @@ def test_a_long_legend_wraps_inside_the_picture() -> None:
     rows = _legend_rows(entries, 1200)
     assert len(rows) > 1 and sorted(i for row in rows for i in row) == list(range(6))
     for row in rows:
-        width = sum(cv2.getTextSize(entries[i][0], FONT, 0.5, 1)[0][0] + 60 for i in row)
+        width = sum(_entry_width(entries[i][0]) for i in row)
         assert width <= 1200 - 20
     assert _legend_rows(entries[:1], 1200) == [[0]]
