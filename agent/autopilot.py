@@ -20,7 +20,14 @@ from envs.config import EnvConfig
 from envs.criteria import CriteriaStatus, RouteCriteria
 from envs.driving_env import DrivingEnv
 from envs.hazards import Hazards, RouteHazards, predicted_xy
-from envs.reward import COMFORT_DECEL, LIGHT_STOP_GAP, desired_speed, stops_for_light
+from envs.reward import (
+    COMFORT_DECEL,
+    FOLLOW_HEADWAY,
+    LIGHT_STOP_GAP,
+    STOP_MARGIN,
+    desired_speed,
+    stops_for_light,
+)
 from envs.routes import RoutePlan
 from envs.sim.roadmap import RoadMap
 from envs.types import Transform, VehicleControl
@@ -44,6 +51,8 @@ class AutopilotParams:
         max_throttle: Throttle ceiling.
         steer_noise: Standard deviation of noise added to steer (data collection).
         noise_hold: Steps each noise sample is held.
+        vehicle_margin: Gap it stops at behind a car [m].
+        follow_headway: Time gap it keeps behind a moving car, on top of the margin [s].
     """
 
     cruise_speed: float = 12.0
@@ -59,6 +68,8 @@ class AutopilotParams:
     max_throttle: float = 1.0
     steer_noise: float = 0.0
     noise_hold: int = 10
+    vehicle_margin: float = STOP_MARGIN["vehicle"]
+    follow_headway: float = FOLLOW_HEADWAY
 
 
 STOP_DECEL = 6.0  # [m/s^2] deceleration that full brake is taken to give when stopping
@@ -132,7 +143,7 @@ class Autopilot:
         hazards = self.hazards.ahead(state, self.index)
         self.last_hazards = hazards
         target = min(p.cruise_speed, float(self._curve_speed[self.index]))
-        target = desired_speed(target, hazards, state.ego.speed)
+        target = desired_speed(target, hazards, state.ego.speed, p.vehicle_margin, p.follow_headway)
         if self._must_yield(state):
             target = (
                 0.0

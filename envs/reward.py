@@ -45,16 +45,27 @@ def stops_for_light(hazards: Hazards, speed: float, margin: float = 0.0) -> bool
     )
 
 
-def desired_speed(target_speed: float, hazards: Hazards, speed: float) -> float:
-    """Target speed, lowered so the car can stop before what is ahead [m/s]."""
+def desired_speed(
+    target_speed: float,
+    hazards: Hazards,
+    speed: float,
+    vehicle_margin: float = STOP_MARGIN["vehicle"],
+    headway: float = FOLLOW_HEADWAY,
+) -> float:
+    """Target speed, lowered so the car can stop before what is ahead [m/s].
+
+    ``vehicle_margin`` [m] is the gap it stops at behind a car and ``headway`` [s] the time
+    gap it keeps behind a moving one (the reward's and the autopilot's defaults; data
+    collection lowers them to record close following).
+    """
     limit = target_speed
     stop_for_light = stops_for_light(hazards, speed)
     # (gap, margin, speed of what is there). A car ahead that moves needs room to stop too, so
     # the ego may go as fast as lets it stop behind where that car would stop, keeping
-    # FOLLOW_HEADWAY seconds of that car's travel as extra distance.
+    # ``headway`` seconds of that car's travel as extra distance.
     ahead = hazards.vehicle_speed
     gaps = [
-        (hazards.vehicle_gap, STOP_MARGIN["vehicle"] + FOLLOW_HEADWAY * ahead, ahead),
+        (hazards.vehicle_gap, vehicle_margin + headway * ahead, ahead),
         (hazards.walker_gap, STOP_MARGIN["walker"], 0.0),
     ]
     if stop_for_light:

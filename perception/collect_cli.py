@@ -79,6 +79,14 @@ def parse_command_line(
         default=d.standing_every,
         help="while the ego stands still, store a frame only every this many ticks",
     )
+    parser.add_argument(
+        "--close-follow-share",
+        type=float,
+        default=d.close_follow_share,
+        help="share of routes on which the autopilot stops 0.5-2.5 m behind cars (0.2 s "
+        "headway) instead of 5 m, so the data holds the near gaps a policy's late braking "
+        "leads to (default 0)",
+    )
     server = parser.add_argument_group(
         "simulator", "Where the frames come from; the flags after --backend need --backend carla."
     )
@@ -128,6 +136,7 @@ def parse_command_line(
         every=args.every,
         vehicles=args.vehicles,
         walkers=args.walkers,
+        close_follow_share=args.close_follow_share,
         steer_noise=args.steer_noise,
         standing_every=args.standing_every,
     )

@@ -83,3 +83,18 @@ def test_the_target_speed_behind_a_moving_car_allows_for_its_own_stop() -> None:
     # A standing car inside the margin: stop.
     parked_close = Hazards(vehicle_gap=STOP_MARGIN["vehicle"] - 1.0, vehicle_speed=0.0)
     assert desired_speed(30.0, parked_close, 5.0) == 0.0
+
+
+def test_a_smaller_margin_and_headway_let_the_car_close_up() -> None:
+    """Close following for data collection: the same closed form with the given margin and
+    headway instead of the defaults."""
+    parked = Hazards(vehicle_gap=3.0, vehicle_speed=0.0)
+    assert desired_speed(30.0, parked, 0.0) == 0.0  # inside the default 5 m margin
+    assert desired_speed(30.0, parked, 0.0, vehicle_margin=1.0) == pytest.approx(
+        math.sqrt(2 * COMFORT_DECEL * 2.0)
+    )
+    moving = Hazards(vehicle_gap=10.0, vehicle_speed=4.0)
+    room = 2 * COMFORT_DECEL * (10.0 - 1.0 - 0.2 * 4.0) + 16.0
+    assert desired_speed(30.0, moving, 4.0, vehicle_margin=1.0, headway=0.2) == pytest.approx(
+        math.sqrt(room)
+    )

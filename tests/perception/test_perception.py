@@ -14,8 +14,12 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
+import perception.collect as collect_module
+from agent.autopilot import Autopilot, AutopilotParams
 from envs.backends.base import WorldState
 from perception.collect import (
+    CLOSE_HEADWAY,
+    CLOSE_MARGIN,
     LIGHT_CLASSES,
     MANIFEST,
     MAX_DISTANCE,
@@ -106,6 +110,35 @@ def test_collect_is_deterministic_and_resumes(
     expected = _arrays(collected / shard_name(1))
     for key in SHARD_KEYS:
         np.testing.assert_array_equal(rebuilt[key], expected[key], err_msg=key)
+
+
+def test_close_following_routes_stop_nearer_cars_than_the_expert_does(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """``close_follow_share`` gives the autopilot of a route a stop margin drawn from
+    ``CLOSE_MARGIN`` and ``CLOSE_HEADWAY``; the default share draws nothing, so collections
+    made before the option are reproduced frame for frame (the determinism test above)."""
+    made: list[AutopilotParams] = []
+    real = collect_module.Autopilot
+
+    def recording(params: AutopilotParams, seed: int) -> Autopilot:
+        made.append(params)
+        return real(params, seed)
+
+    monkeypatch.setattr(collect_module, "Autopilot", recording)
+    config = CollectConfig(
+        frames=4, towns=("Grid01",), weathers=("ClearNoon",), frames_per_shard=2, every=3,
+        warmup=1, max_episode_ticks=4, vehicles=2, walkers=0, close_follow_share=0.5,
+    )  # fmt: skip
+    collect(config, tmp_path / "close", progress=False)
+    margins = [p.vehicle_margin for p in made]
+    close = [p for p in made if p.vehicle_margin != AutopilotParams().vehicle_margin]
+    assert close and len(close) < len(made), margins  # some routes of each kind
+    for params in close:
+        assert CLOSE_MARGIN[0] <= params.vehicle_margin <= CLOSE_MARGIN[1]
+        assert params.follow_headway == CLOSE_HEADWAY
+    with pytest.raises(ValueError, match="close_follow_share"):
+        CollectConfig(close_follow_share=1.5)
 
 
 def test_collect_refuses_a_directory_with_another_config(
