@@ -268,7 +268,7 @@ class Trainer:
                     frames = (self.step - started_step) * cfg.batch_size
                     rate = frames / (time.perf_counter() - started)
                     self._log_scalars(loss, terms, rate)
-                    bar.set_postfix(loss=f"{float(loss):.3f}", fps=f"{rate:.0f}")
+                    bar.set_postfix(loss=f"{loss.item():.3f}", fps=f"{rate:.0f}")
                 if self.step % cfg.image_every == 0:
                     self._log_images(images, out["segmentation"], batch["labels"])
                 if self.step % cfg.checkpoint_every == 0 or self.step == self.total_steps:
