@@ -61,11 +61,11 @@ MANIFEST = "manifest.json"
 MANIFEST_VERSION = 2
 """Version 2 added ``heading_ahead``; version 1 collections must be collected again."""
 MAX_DISTANCE = 50.0
+"""[m] distances (stop line, vehicle, pedestrian) are clipped here; ``MAX_DISTANCE`` = none."""
 CLOSE_MARGIN = (0.5, 2.5)
 """[m] range of the stopping gap behind a car on close-following routes (``close_follow_share``)."""
 CLOSE_HEADWAY = 0.2
 """[s] time gap behind a moving car on close-following routes."""
-"""[m] distances (stop line, vehicle, pedestrian) are clipped here; ``MAX_DISTANCE`` = none."""
 LIGHT_RANGE = 40.0
 """[m] a stop line farther than this along the route counts as no light ahead."""
 HEADING_AHEAD = 10.0

@@ -16,6 +16,8 @@ from envs.backends.base import BackendError
 from envs.sim.weather import PRESET_NAMES
 from perception.collect import (
     BACKENDS,
+    CLOSE_HEADWAY,
+    CLOSE_MARGIN,
     TRAIN_WEATHERS,
     CarlaOptions,
     CollectConfig,
@@ -83,9 +85,9 @@ def parse_command_line(
         "--close-follow-share",
         type=float,
         default=d.close_follow_share,
-        help="share of routes on which the autopilot stops 0.5-2.5 m behind cars (0.2 s "
-        "headway) instead of 5 m, so the data holds the near gaps a policy's late braking "
-        "leads to (default 0)",
+        help=f"share of routes on which the autopilot stops {CLOSE_MARGIN[0]:g}-"
+        f"{CLOSE_MARGIN[1]:g} m behind cars ({CLOSE_HEADWAY:g} s headway) instead of 5 m, so "
+        "the data holds the near gaps a policy's late braking leads to (default 0)",
     )
     server = parser.add_argument_group(
         "simulator", "Where the frames come from; the flags after --backend need --backend carla."
