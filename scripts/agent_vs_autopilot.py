@@ -6,8 +6,9 @@ what the encoder's light head read against the light that actually governs the l
         --routes routes/heldout.xml --route-id 4 --seconds 60 --out route4.csv
 
 Prints one line every ``--print-every`` decisions and writes every decision to ``--out`` (CSV).
-The route ends at the first collision, at ``--seconds`` of simulated time, or when the criteria
-end it. The autopilot only watches: the agent drives.
+The route ends at the first collision (or, with ``--through-collisions``, drives on as
+evaluate.py does), at ``--seconds`` of simulated time, or when the criteria end it. The
+autopilot only watches: the agent drives.
 """
 
 from __future__ import annotations
@@ -109,6 +110,11 @@ class WatchedAgent(PolicyAgent):
         return control
 
 
+def drives_on(tick: int, limit: int, collided: bool, through_collisions: bool) -> bool:
+    """Whether the route goes on after physics tick ``tick`` (of ``limit``)."""
+    return tick < limit and (through_collisions or not collided)
+
+
 def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     """Drive the route; returns one row per decision."""
     config = EvalConfig(
@@ -126,7 +132,7 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
 
     def observer(_backend: SimulatorBackend, state: WorldState, _plan: RoutePlan) -> bool:
         ticks[0] += 1
-        return ticks[0] < limit and not state.collisions
+        return drives_on(ticks[0], limit, bool(state.collisions), args.through_collisions)
 
     def agent_factory(_job: Job, _dt: float) -> WatchedAgent:
         return agent
@@ -153,6 +159,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--seed", type=int, default=0, help="base seed, as evaluate.py's")
     parser.add_argument("--seconds", type=float, default=60.0, help="simulated time to drive [s]")
+    parser.add_argument(
+        "--through-collisions",
+        action="store_true",
+        help="drive on after a collision, as evaluate.py does (default: stop at the first)",
+    )
     parser.add_argument("--print-every", type=int, default=10, help="print every N decisions")
     parser.add_argument("--out", type=Path, help="CSV of every decision")
     args = parser.parse_args(argv)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from scripts.agent_vs_autopilot import COLUMNS, main
+from scripts.agent_vs_autopilot import COLUMNS, drives_on, main
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -42,3 +42,10 @@ def test_logs_every_decision_of_the_shipped_agent(
         assert sum(probs) == pytest.approx(1.0, abs=0.01)
         assert 0.0 <= float(row["expert_throttle"]) <= 1.0
     assert "wrote" in capsys.readouterr().out
+
+
+def test_a_collision_ends_the_route_unless_asked_to_drive_through() -> None:
+    assert drives_on(10, 100, collided=False, through_collisions=False)
+    assert not drives_on(10, 100, collided=True, through_collisions=False)
+    assert drives_on(10, 100, collided=True, through_collisions=True)  # as evaluate.py
+    assert not drives_on(100, 100, collided=False, through_collisions=True)
