@@ -49,6 +49,8 @@ COLUMNS = (
     "light_distance",
     "seen_vehicle_gap",
     "vehicle_gap",
+    "seen_walker_gap",
+    "walker_gap",
     "seen_heading_ahead",
     "heading_ahead",
 )
@@ -95,6 +97,8 @@ class WatchedAgent(PolicyAgent):
             "light_distance": round(hazards.light_distance, 1),
             "seen_vehicle_gap": round(float(out["vehicle_gap"][0]) * MAX_DISTANCE, 1),
             "vehicle_gap": round(min(hazards.vehicle_gap, MAX_DISTANCE), 1),
+            "seen_walker_gap": round(float(out["walker_gap"][0]) * MAX_DISTANCE, 1),
+            "walker_gap": round(min(hazards.walker_gap, MAX_DISTANCE), 1),
             # degrees; encoders before weights version 4 have no such output
             "seen_heading_ahead": (
                 round(math.degrees(float(out["heading_ahead"][0])), 1)
