@@ -2,7 +2,7 @@
 describe every counted collision: where the other road user was in the ego's frame, both
 speeds, the controls, and what the encoder read of the gap against the privileged truth.
 
-    python scripts/collision_report.py --agent agent/checkpoints/ppo_embedded.zip \
+    python -m scripts.collision_report --agent agent/checkpoints/ppo_embedded.zip \
         --routes routes/heldout.xml --seed 0 --out collisions_s0.csv
 
 Each collision gets a kind:
