@@ -74,6 +74,67 @@ def feature_space(
     return spaces.Dict({FEATURES: box, **inner})
 
 
+def stack_lags(stack: int, lags: Sequence[int] = ()) -> tuple[int, ...]:
+    """Decisions back of each feature vector the policy sees, oldest first, newest (0) last:
+    ``lags`` sorted, or without them the last ``stack`` decisions."""
+    if not lags:
+        return tuple(range(stack - 1, -1, -1))
+    return tuple(sorted(set(lags), reverse=True))
+
+
+class FeatureHistory:
+    """The encoded frames of ``n`` episodes, and the lagged ones the policy sees of them.
+
+    Keeps the last ``max(lags) + 1`` feature vectors per episode; an episode's first frame
+    fills its whole history (no zeros from before it began).
+
+    Args:
+        n: Episodes (vectorised envs) kept apart.
+        dim: Length of one feature vector.
+        lags: Decisions back of each vector the policy sees (``stack_lags``), oldest first.
+    """
+
+    def __init__(self, n: int, dim: int, lags: Sequence[int]) -> None:
+        self.lags = tuple(lags)
+        if (
+            not self.lags
+            or min(self.lags) < 0
+            or list(self.lags) != sorted(self.lags, reverse=True)
+        ):
+            raise ValueError(f"lags must be >= 0, oldest first, got {self.lags}")
+        depth = self.lags[0] + 1
+        self._rows = [depth - 1 - lag for lag in self.lags]
+        self.buffer = np.zeros((n, depth, dim), dtype=np.float32)
+
+    @property
+    def size(self) -> int:
+        """Length of one observation row: ``len(lags) * dim``."""
+        return len(self.lags) * self.buffer.shape[2]
+
+    def restart(self, feats: NDArray[np.float32], index: int | None = None) -> None:
+        """Begin episode ``index`` (default: all) at ``feats`` ((dim,) or (n, dim))."""
+        if index is None:
+            self.buffer[:] = feats[:, None, :]
+        else:
+            self.buffer[index] = feats
+
+    def push(self, feats: NDArray[np.float32]) -> None:
+        """Append every episode's newest vector ((n, dim))."""
+        self.buffer[:, :-1] = self.buffer[:, 1:]
+        self.buffer[:, -1] = feats
+
+    def observe(self) -> NDArray[np.float32]:
+        """(n, ``size``) lagged vectors, oldest first (a copy)."""
+        n = self.buffer.shape[0]
+        return self.buffer[:, self._rows].reshape(n, -1)
+
+    def observe_after(self, index: int, feats: NDArray[np.float32]) -> NDArray[np.float32]:
+        """(``size``,) what episode ``index`` would observe after ``feats`` (its last frame),
+        without changing the history."""
+        rolled = np.concatenate([self.buffer[index, 1:], feats[None]])
+        return rolled[self._rows].reshape(-1)
+
+
 class EncoderVecEnv(VecEnvWrapper):
     """Replace ``image`` observations by stacked encoder features.
 
@@ -88,6 +149,7 @@ class EncoderVecEnv(VecEnvWrapper):
         device: Where the encoder runs.
         measurements: Measurement keys passed on (the others are dropped).
         policy_features: ``all`` encoder features or only the ``affordances`` (``encode``).
+        lags: Decisions back of each vector seen instead of the last ``stack`` (``stack_lags``).
     """
 
     def __init__(
@@ -98,12 +160,14 @@ class EncoderVecEnv(VecEnvWrapper):
         device: str | torch.device = "cpu",
         measurements: Sequence[str] = MEASUREMENTS,
         policy_features: str = "all",
+        lags: Sequence[int] = (),
     ) -> None:
         image_space = venv.observation_space
         if not isinstance(image_space, spaces.Dict) or _shape(image_space, "image")[0] != 3:
             raise ValueError("EncoderVecEnv needs Dict observations with one RGB frame")
         self.encoder = encoder
-        self.stack = stack
+        self.lags = stack_lags(stack, lags)
+        self.stack = len(self.lags)
         self.device = torch.device(device)
         self.policy_features = policy_features
         self.feature_dim = encoded_dim(encoder, policy_features)
@@ -111,10 +175,10 @@ class EncoderVecEnv(VecEnvWrapper):
         super().__init__(
             venv,
             observation_space=feature_space(
-                image_space, self.feature_dim, stack, self.measurements
+                image_space, self.feature_dim, self.stack, self.measurements
             ),
         )
-        self._history = np.zeros((self.num_envs, stack, self.feature_dim), dtype=np.float32)
+        self._history = FeatureHistory(self.num_envs, self.feature_dim, self.lags)
 
     def encode(self, images: NDArray[np.uint8]) -> NDArray[np.float32]:
         """(B, 3, H, W) uint8 -> (B, feature_dim) float32."""
@@ -124,14 +188,14 @@ class EncoderVecEnv(VecEnvWrapper):
 
     def _observation(self, obs: dict[str, NDArray[Any]]) -> dict[str, NDArray[Any]]:
         out = {k: obs[k] for k in self.measurements}
-        out[FEATURES] = self._history.reshape(self.num_envs, -1).copy()
+        out[FEATURES] = self._history.observe()
         return out
 
     def reset(self) -> dict[str, NDArray[Any]]:
         """Reset all envs; every history is filled with its first frame."""
         obs = self.venv.reset()
         assert isinstance(obs, dict)
-        self._history[:] = self.encode(obs["image"])[:, None, :]
+        self._history.restart(self.encode(obs["image"]))
         return self._observation(obs)
 
     def step_wait(self) -> VecEnvStepReturn:
@@ -145,16 +209,14 @@ class EncoderVecEnv(VecEnvWrapper):
         current, terminal = features[: self.num_envs], features[self.num_envs :]
         for j, i in enumerate(ended):
             last = infos[i]["terminal_observation"]
-            history = np.concatenate([self._history[i, 1:], terminal[j][None]])
             infos[i]["terminal_observation"] = {
                 **{k: last[k] for k in self.measurements},
-                FEATURES: history.reshape(-1),
+                FEATURES: self._history.observe_after(i, terminal[j]),
             }
-        self._history[:, :-1] = self._history[:, 1:]
-        self._history[:, -1] = current
+        self._history.push(current)
         for i, done in enumerate(dones):
             if done:  # the obs is the next episode's first: restart its history
-                self._history[i] = current[i]
+                self._history.restart(current[i], i)
         return self._observation(obs), rewards, dones, infos
 
 

@@ -13,14 +13,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Self
 
-import numpy as np
 import torch
 from numpy.typing import NDArray
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.vec_env import VecNormalize
 
 from agent.checkpoint import load_model
-from agent.features import FEATURES, encode
+from agent.features import FEATURES, FeatureHistory, encode, stack_lags
 from agent.train_config import TrainConfig
 from envs.action import ActionAdapter
 from envs.backends.base import TrafficLightInfo, WorldState
@@ -63,7 +62,8 @@ class PolicyAgent:
         self.observations = ObservationBuilder(env)
         self.actions = ActionAdapter(config.env)
         self.render_every = config.env.action_repeat
-        self._history: NDArray[np.float32] | None = None
+        self._history: FeatureHistory | None = None
+        self._lags = stack_lags(config.feature_stack, config.feature_lags)
         self._plan: RoutePlan | None = None
         self._index = 0
         self._tick = 0
@@ -132,11 +132,12 @@ class PolicyAgent:
             frame = torch.from_numpy(image[None])
             feats = encode(self.encoder, frame, self.config.policy_features).numpy()[0]
         if self._history is None:
-            self._history = np.repeat(feats[None], self.config.feature_stack, axis=0)
+            self._history = FeatureHistory(1, len(feats), self._lags)
+            self._history.restart(feats, 0)
         else:
-            self._history = np.concatenate([self._history[1:], feats[None]])
+            self._history.push(feats[None])
         out = {k: obs[k][None] for k in self.config.measurements}
-        out[FEATURES] = self._history.reshape(1, -1)
+        out[FEATURES] = self._history.observe()
         if self.normalizer is not None:
             out = self.normalizer.normalize_obs(out)  # type: ignore[assignment]
         return out

@@ -62,7 +62,12 @@ class TrainConfig:
             statistics a fresh run starts from instead of a new policy and the warm start
             (e.g. PPO on the shipped cloned agent). It must have been trained with the same
             encoder and measurements; this config's ``algo_kwargs`` apply. Empty: off.
-        feature_stack: Encoded frames the policy sees (newest last).
+        feature_stack: Encoded frames the policy sees (newest last): the last
+            ``feature_stack`` decisions.
+        feature_lags: Decisions back of the encoded frames the policy sees instead (``0``:
+            the newest), e.g. ``[20, 10, 5, 1, 0]``: a memory of what left the camera's view
+            (a red light above the frame, a car ahead too close to read, README "Training").
+            Empty: the last ``feature_stack``. Not with ``finetune_encoder``.
         policy_features: What of the encoder's output the policy sees per frame: ``all``
             (the pooled feature map and the affordances, ``PerceptionNet.features``: 585
             numbers for the shipped encoder) or ``affordances`` (only the light-state
@@ -144,6 +149,7 @@ class TrainConfig:
     encoder_weights: str = ""
     init_from: str = ""
     feature_stack: int = 2
+    feature_lags: tuple[int, ...] = ()
     policy_features: Literal["all", "affordances"] = "all"
     measurements: tuple[str, ...] = ("speed", "targets", "command")
     finetune_encoder: bool = False
@@ -196,6 +202,19 @@ class TrainConfig:
         ):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.feature_lags:
+            if min(self.feature_lags) < 0 or 0 not in self.feature_lags:
+                raise ConfigError(
+                    f"feature_lags must be >= 0 and hold 0 (the newest frame), got "
+                    f"{list(self.feature_lags)}"
+                )
+            if len(set(self.feature_lags)) != len(self.feature_lags):
+                raise ConfigError(f"feature_lags has repeats: {list(self.feature_lags)}")
+            if self.finetune_encoder:
+                raise ConfigError(
+                    "feature_lags needs the frozen encoder (finetune_encoder: false); "
+                    "use feature_stack"
+                )
         if self.algo != "ppo" and self.env.action != "discrete":
             raise ConfigError(f"algo {self.algo} needs discrete actions: set env.action: discrete")
         unknown = sorted(set(self.measurements) - set(MEASUREMENT_KEYS))

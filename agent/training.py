@@ -49,7 +49,7 @@ from agent.callbacks import (
     tensorboard_writer,
 )
 from agent.checkpoint import load_model, read_checkpoint, save_checkpoint
-from agent.features import FEATURES, EncoderExtractor, EncoderVecEnv, load_encoder
+from agent.features import FEATURES, EncoderExtractor, EncoderVecEnv, load_encoder, stack_lags
 from agent.train_config import (
     TrainConfig,
     algorithm_class,
@@ -146,6 +146,7 @@ def make_vec_env(config: TrainConfig, encoder_device: str = "cpu") -> VecEnv:
             encoder_device,
             config.measurements,
             config.policy_features,
+            config.feature_lags,
         )
     if config.normalize:
         keys = [*config.measurements] + ([] if config.finetune_encoder else [FEATURES])
@@ -205,6 +206,13 @@ def _initial_model(config: TrainConfig, venv: VecEnv, device: str) -> BaseAlgori
         raise RunError(
             f"init_from: {path} saw policy_features {previous.config.policy_features}, this "
             f"config gives {config.policy_features}"
+        )
+    seen = stack_lags(previous.config.feature_stack, previous.config.feature_lags)
+    wanted = stack_lags(config.feature_stack, config.feature_lags)
+    if seen != wanted:
+        raise RunError(
+            f"init_from: {path} saw the encoded frames of decisions {list(seen)} back, this "
+            f"config gives {list(wanted)} (set feature_stack / feature_lags to match)"
         )
     # SB3's ``load`` seeds the model and re-seeds the envs with the seed it finds, so this
     # run's seed goes in with the settings (the checkpoint's would make every run the same).

@@ -114,6 +114,9 @@ def test_shipped_configs_load() -> None:
         (["policy_features=pixels"], "policy_features: 'pixels'; use one of"),
         (["measurements=[speed, arc]"], r"measurements: unknown \['arc'\]"),
         (["action_std=-0.1"], "action_std must be >= 0"),
+        (["feature_lags=[5, 1]"], r"feature_lags must be >= 0 and hold 0"),
+        (["feature_lags=[5, 0, 5]"], "feature_lags has repeats"),
+        (["feature_lags=[4, 0]", "finetune_encoder=true"], "feature_lags needs the frozen"),
         (["critic_warmup=-1"], "critic_warmup must be >= 0"),
         (["algo=dqn", "env.action=discrete", "critic_warmup=64"], "critic_warmup needs ppo"),
         (["algo=dqn", "env.action=discrete", "action_std=0.1"], "action_std needs ppo with"),
@@ -347,6 +350,18 @@ def test_a_policy_on_the_affordances_and_arcs_trains_and_drives(
     drive_40_ticks(tmp_path / "run" / FINAL, tmp_path / "eval")
 
 
+def test_lagged_features_train_and_drive(encoder_file: Path, tmp_path: Path) -> None:
+    config = smoke(
+        encoder_file, "total_steps=64", "policy_features=affordances", "feature_lags=[6, 2, 0]"
+    )
+    model = train(config, tmp_path / "run", progress=False)
+    per_frame = PerceptionNet(TINY_ENCODER).config.affordance_outputs
+    assert model.observation_space["features"].shape == (per_frame * 3,)
+    agent = make_agent(str(tmp_path / "run" / FINAL))
+    assert isinstance(agent, PolicyAgent) and agent.config.feature_lags == (6, 2, 0)
+    drive_40_ticks(tmp_path / "run" / FINAL, tmp_path / "eval")
+
+
 def test_behaviour_cloning_fits_the_autopilot(encoder_file: Path) -> None:
     from agent.training import build_model
     from agent.warmstart import behaviour_clone, collect_demonstrations
@@ -573,6 +588,9 @@ def test_init_from_starts_a_fresh_run_from_a_checkpoints_policy(
             _initial_model(other, venv, "cpu")
         other = smoke(encoder_file, f"init_from={start}", "policy_features=affordances")
         with pytest.raises(RunError, match="saw policy_features all"):
+            _initial_model(other, venv, "cpu")
+        other = smoke(encoder_file, f"init_from={start}", "feature_lags=[8, 0]")
+        with pytest.raises(RunError, match=r"decisions \[1, 0\] back, this config gives \[8, 0\]"):
             _initial_model(other, venv, "cpu")
     finally:
         venv.close()
