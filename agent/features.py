@@ -23,6 +23,7 @@ from stable_baselines3.common.vec_env.base_vec_env import VecEnvStepReturn
 from torch import Tensor
 
 from agent.train_config import MEASUREMENT_KEYS as MEASUREMENTS
+from perception.collect import LIGHT_CLASSES, MAX_DISTANCE
 from perception.model import PerceptionNet
 
 FEATURES = "features"
@@ -59,6 +60,89 @@ def encoded_dim(encoder: PerceptionNet, policy_features: str = "all") -> int:
     return encoder.feature_dim
 
 
+def gap_column(encoder: PerceptionNet, policy_features: str = "all") -> int:
+    """Column of the vehicle-gap reading in ``encode``'s rows.
+
+    Raises:
+        ValueError: the rows hold no affordances (``policy_features: all`` on an encoder
+            without ``affordance_features``).
+    """
+    cfg = encoder.config
+    index = len(LIGHT_CLASSES) + cfg.regressions.index("vehicle_gap")
+    if policy_features == "affordances":
+        return index
+    if not cfg.affordance_features:
+        raise ValueError(
+            "gap_memory needs the encoder's vehicle-gap reading: use policy_features: "
+            "affordances, or weights whose features end with the affordances"
+        )
+    return encoder.feature_dim - cfg.affordance_outputs + index
+
+
+class GapMemory:
+    """How close the last readings of the vehicle gap put a car that stood still since.
+
+    The encoder reads a car ahead well down to a metre or two, then -- the car filling the
+    frame -- reads 6, 20, 50 m (README, "Training"); a policy that sees only the newest frames
+    accelerates into it. This memory is the smallest of the last ``decisions + 1`` readings,
+    each less the distance driven since (odometry from the speedometer, trapezoidal): the gap
+    left if what was read had stood still. Behind a moving car it under-reads by the distance
+    driven in the window, which the policy sees beside the newest reading.
+
+    Args:
+        n: Episodes (vectorised envs) kept apart.
+        decisions: Readings remembered besides the newest.
+        dt: Time between decisions [s].
+    """
+
+    def __init__(self, n: int, decisions: int, dt: float) -> None:
+        if decisions < 0 or dt <= 0.0:
+            raise ValueError(f"GapMemory needs decisions >= 0 and dt > 0, got {decisions}, {dt}")
+        self.dt = dt
+        self.marks = np.zeros((n, decisions + 1))  # reading + odometry at that decision [m]
+        self.odometry = np.zeros(n)  # distance driven this episode [m]
+        self.speed = np.zeros(n)  # speed at the last decision [m/s]
+
+    def restart(
+        self,
+        gaps: NDArray[np.floating[Any]],
+        speeds: NDArray[np.floating[Any]],
+        index: int | None = None,
+    ) -> None:
+        """Begin episode ``index`` (default: all) at readings ``gaps`` [m] and ``speeds``."""
+        where = slice(None) if index is None else index
+        self.odometry[where] = 0.0
+        self.speed[where] = speeds
+        self.marks[where] = np.asarray(gaps)[..., None] if index is None else gaps
+
+    def _advance(
+        self, gaps: NDArray[np.floating[Any]], speeds: NDArray[np.floating[Any]], rows: Any
+    ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        odometry = self.odometry[rows] + 0.5 * (self.speed[rows] + speeds) * self.dt
+        marks = np.concatenate([self.marks[rows, 1:], (gaps + odometry)[..., None]], axis=-1)
+        return marks, odometry
+
+    def push(self, gaps: NDArray[np.floating[Any]], speeds: NDArray[np.floating[Any]]) -> None:
+        """Every episode's newest reading [m] and speed [m/s] ((n,) each)."""
+        self.marks, self.odometry = self._advance(gaps, speeds, slice(None))
+        self.speed = np.asarray(speeds, dtype=np.float64).copy()
+
+    @staticmethod
+    def _value(marks: NDArray[np.float64], odometry: NDArray[np.float64]) -> NDArray[np.float32]:
+        gap = np.clip(marks.min(axis=-1) - odometry, 0.0, MAX_DISTANCE)
+        return (gap / MAX_DISTANCE).astype(np.float32)  # the encoder's units
+
+    def observe(self) -> NDArray[np.float32]:
+        """(n, 1): the remembered gap as a fraction of ``MAX_DISTANCE``, like the reading."""
+        return self._value(self.marks, self.odometry)[:, None]
+
+    def observe_after(self, index: int, gap: float, speed: float) -> NDArray[np.float32]:
+        """(1,) what episode ``index`` would observe after reading ``gap`` at ``speed``,
+        without changing the memory."""
+        marks, odometry = self._advance(np.array(gap), np.array(speed), index)
+        return self._value(marks, odometry).reshape(1)
+
+
 def _shape(space: spaces.Dict, key: str) -> tuple[int, ...]:
     shape = space[key].shape
     assert shape is not None, f"observation {key} has no shape"
@@ -66,11 +150,16 @@ def _shape(space: spaces.Dict, key: str) -> tuple[int, ...]:
 
 
 def feature_space(
-    image_space: spaces.Dict, feature_dim: int, stack: int, measurements: Sequence[str]
+    image_space: spaces.Dict,
+    feature_dim: int,
+    stack: int,
+    measurements: Sequence[str],
+    extra: int = 0,
 ) -> spaces.Dict:
-    """The observation space after encoding: ``features`` plus the chosen measurements."""
+    """The observation space after encoding: ``features`` (``stack`` vectors plus ``extra``
+    numbers) plus the chosen measurements."""
     inner = {k: image_space[k] for k in measurements}
-    box = spaces.Box(-np.inf, np.inf, shape=(feature_dim * stack,), dtype=np.float32)
+    box = spaces.Box(-np.inf, np.inf, shape=(feature_dim * stack + extra,), dtype=np.float32)
     return spaces.Dict({FEATURES: box, **inner})
 
 
@@ -150,6 +239,9 @@ class EncoderVecEnv(VecEnvWrapper):
         measurements: Measurement keys passed on (the others are dropped).
         policy_features: ``all`` encoder features or only the ``affordances`` (``encode``).
         lags: Decisions back of each vector seen instead of the last ``stack`` (``stack_lags``).
+        gap_memory: Decisions a ``GapMemory`` of the vehicle gap remembers, appended to
+            ``features``; 0: none.
+        decision_dt: Time between decisions [s] (the memory's odometry).
     """
 
     def __init__(
@@ -161,6 +253,8 @@ class EncoderVecEnv(VecEnvWrapper):
         measurements: Sequence[str] = MEASUREMENTS,
         policy_features: str = "all",
         lags: Sequence[int] = (),
+        gap_memory: int = 0,
+        decision_dt: float = 0.1,
     ) -> None:
         image_space = venv.observation_space
         if not isinstance(image_space, spaces.Dict) or _shape(image_space, "image")[0] != 3:
@@ -175,10 +269,14 @@ class EncoderVecEnv(VecEnvWrapper):
         super().__init__(
             venv,
             observation_space=feature_space(
-                image_space, self.feature_dim, self.stack, self.measurements
+                image_space, self.feature_dim, self.stack, self.measurements, int(gap_memory > 0)
             ),
         )
         self._history = FeatureHistory(self.num_envs, self.feature_dim, self.lags)
+        self._memory: GapMemory | None = None
+        if gap_memory > 0:
+            self._gap = gap_column(encoder, policy_features)
+            self._memory = GapMemory(self.num_envs, gap_memory, decision_dt)
 
     def encode(self, images: NDArray[np.uint8]) -> NDArray[np.float32]:
         """(B, 3, H, W) uint8 -> (B, feature_dim) float32."""
@@ -189,13 +287,22 @@ class EncoderVecEnv(VecEnvWrapper):
     def _observation(self, obs: dict[str, NDArray[Any]]) -> dict[str, NDArray[Any]]:
         out = {k: obs[k] for k in self.measurements}
         out[FEATURES] = self._history.observe()
+        if self._memory is not None:
+            out[FEATURES] = np.concatenate([out[FEATURES], self._memory.observe()], axis=1)
         return out
+
+    def _gaps(self, features: NDArray[np.float32]) -> NDArray[np.float64]:
+        """The vehicle-gap readings [m] of encoded rows."""
+        return features[..., self._gap].astype(np.float64) * MAX_DISTANCE
 
     def reset(self) -> dict[str, NDArray[Any]]:
         """Reset all envs; every history is filled with its first frame."""
         obs = self.venv.reset()
         assert isinstance(obs, dict)
-        self._history.restart(self.encode(obs["image"]))
+        features = self.encode(obs["image"])
+        self._history.restart(features)
+        if self._memory is not None:
+            self._memory.restart(self._gaps(features), obs["speed"][:, 0])
         return self._observation(obs)
 
     def step_wait(self) -> VecEnvStepReturn:
@@ -209,14 +316,24 @@ class EncoderVecEnv(VecEnvWrapper):
         current, terminal = features[: self.num_envs], features[self.num_envs :]
         for j, i in enumerate(ended):
             last = infos[i]["terminal_observation"]
+            seen = self._history.observe_after(i, terminal[j])
+            if self._memory is not None:
+                after = self._memory.observe_after(
+                    i, float(self._gaps(terminal[j])), float(last["speed"][0])
+                )
+                seen = np.concatenate([seen, after])
             infos[i]["terminal_observation"] = {
                 **{k: last[k] for k in self.measurements},
-                FEATURES: self._history.observe_after(i, terminal[j]),
+                FEATURES: seen,
             }
         self._history.push(current)
+        if self._memory is not None:
+            self._memory.push(self._gaps(current), obs["speed"][:, 0])
         for i, done in enumerate(dones):
             if done:  # the obs is the next episode's first: restart its history
                 self._history.restart(current[i], i)
+                if self._memory is not None:
+                    self._memory.restart(self._gaps(current[i]), obs["speed"][i, 0], i)
         return self._observation(obs), rewards, dones, infos
 
 

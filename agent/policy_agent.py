@@ -13,13 +13,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Self
 
+import numpy as np
 import torch
 from numpy.typing import NDArray
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.vec_env import VecNormalize
 
 from agent.checkpoint import load_model
-from agent.features import FEATURES, FeatureHistory, encode, stack_lags
+from agent.features import FEATURES, FeatureHistory, GapMemory, encode, gap_column, stack_lags
 from agent.train_config import TrainConfig
 from envs.action import ActionAdapter
 from envs.backends.base import TrafficLightInfo, WorldState
@@ -27,6 +28,7 @@ from envs.observation import ObservationBuilder
 from envs.routes import RoutePlan
 from envs.sim.roadmap import RoadMap
 from envs.types import VehicleControl
+from perception.collect import MAX_DISTANCE
 from perception.model import PerceptionNet
 
 CAMERA_ID = "front"
@@ -64,6 +66,10 @@ class PolicyAgent:
         self.render_every = config.env.action_repeat
         self._history: FeatureHistory | None = None
         self._lags = stack_lags(config.feature_stack, config.feature_lags)
+        self._memory: GapMemory | None = None
+        self._gap = 0
+        if config.gap_decisions > 0:
+            self._gap = gap_column(encoder, config.policy_features)
         self._plan: RoutePlan | None = None
         self._index = 0
         self._tick = 0
@@ -100,6 +106,7 @@ class PolicyAgent:
         self._plan = plan
         self.observations.reset(plan)
         self._history = None
+        self._memory = None
         self._index = 0
         self._tick = 0
         self._control = VehicleControl()
@@ -131,13 +138,22 @@ class PolicyAgent:
         with torch.inference_mode():
             frame = torch.from_numpy(image[None])
             feats = encode(self.encoder, frame, self.config.policy_features).numpy()[0]
+        gap = np.array([feats[self._gap] * MAX_DISTANCE], dtype=np.float64)
         if self._history is None:
             self._history = FeatureHistory(1, len(feats), self._lags)
             self._history.restart(feats, 0)
+            if self.config.gap_decisions > 0:
+                dt = self.config.env.decision_dt
+                self._memory = GapMemory(1, self.config.gap_decisions, dt)
+                self._memory.restart(gap, obs["speed"])
         else:
             self._history.push(feats[None])
+            if self._memory is not None:
+                self._memory.push(gap, obs["speed"])
         out = {k: obs[k][None] for k in self.config.measurements}
         out[FEATURES] = self._history.observe()
+        if self._memory is not None:
+            out[FEATURES] = np.concatenate([out[FEATURES], self._memory.observe()], axis=1)
         if self.normalizer is not None:
             out = self.normalizer.normalize_obs(out)  # type: ignore[assignment]
         return out

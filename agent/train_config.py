@@ -16,6 +16,7 @@ YAML layout (see ``configs/ppo.yaml``)::
 from __future__ import annotations
 
 import inspect
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -68,6 +69,10 @@ class TrainConfig:
             the newest), e.g. ``[20, 10, 5, 1, 0]``: a memory of what left the camera's view
             (a red light above the frame, a car ahead too close to read, README "Training").
             Empty: the last ``feature_stack``. Not with ``finetune_encoder``.
+        gap_memory: Seconds of vehicle-gap readings the policy remembers (``GapMemory``,
+            agent/features.py): it also sees the smallest of them less the distance driven
+            since, the gap to a car that stood still, when the newest frames misread a car
+            too close to see whole. 0: off. Needs the encoder's affordances.
         policy_features: What of the encoder's output the policy sees per frame: ``all``
             (the pooled feature map and the affordances, ``PerceptionNet.features``: 585
             numbers for the shipped encoder) or ``affordances`` (only the light-state
@@ -150,6 +155,7 @@ class TrainConfig:
     init_from: str = ""
     feature_stack: int = 2
     feature_lags: tuple[int, ...] = ()
+    gap_memory: float = 0.0
     policy_features: Literal["all", "affordances"] = "all"
     measurements: tuple[str, ...] = ("speed", "targets", "command")
     finetune_encoder: bool = False
@@ -184,6 +190,13 @@ class TrainConfig:
     video_steps: int = 200
     log_every: int = 2_000
 
+    @property
+    def gap_decisions(self) -> int:
+        """Decisions ``gap_memory`` remembers besides the newest (0: off)."""
+        if self.gap_memory <= 0.0:
+            return 0
+        return max(1, round(self.gap_memory / self.env.decision_dt))
+
     def __post_init__(self) -> None:
         if self.algo not in ALGOS:
             raise ConfigError(f"algo: {self.algo!r} is not one of {', '.join(ALGOS)}")
@@ -215,6 +228,10 @@ class TrainConfig:
                     "feature_lags needs the frozen encoder (finetune_encoder: false); "
                     "use feature_stack"
                 )
+        if self.gap_memory < 0.0 or not math.isfinite(self.gap_memory):
+            raise ConfigError(f"gap_memory must be >= 0 seconds, got {self.gap_memory}")
+        if self.gap_memory > 0.0 and self.finetune_encoder:
+            raise ConfigError("gap_memory needs the frozen encoder (finetune_encoder: false)")
         if self.algo != "ppo" and self.env.action != "discrete":
             raise ConfigError(f"algo {self.algo} needs discrete actions: set env.action: discrete")
         unknown = sorted(set(self.measurements) - set(MEASUREMENT_KEYS))

@@ -147,6 +147,8 @@ def make_vec_env(config: TrainConfig, encoder_device: str = "cpu") -> VecEnv:
             config.measurements,
             config.policy_features,
             config.feature_lags,
+            config.gap_decisions,
+            config.env.decision_dt,
         )
     if config.normalize:
         keys = [*config.measurements] + ([] if config.finetune_encoder else [FEATURES])
@@ -213,6 +215,11 @@ def _initial_model(config: TrainConfig, venv: VecEnv, device: str) -> BaseAlgori
         raise RunError(
             f"init_from: {path} saw the encoded frames of decisions {list(seen)} back, this "
             f"config gives {list(wanted)} (set feature_stack / feature_lags to match)"
+        )
+    if previous.config.gap_decisions != config.gap_decisions:
+        raise RunError(
+            f"init_from: {path} remembered {previous.config.gap_memory} s of vehicle gaps, this "
+            f"config {config.gap_memory} s (set gap_memory to match)"
         )
     # SB3's ``load`` seeds the model and re-seeds the envs with the seed it finds, so this
     # run's seed goes in with the settings (the checkpoint's would make every run the same).

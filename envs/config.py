@@ -173,9 +173,14 @@ def _coerce(name: str, kind: Any, value: Any) -> Any:
         args = get_args(kind)
         inner = args[0] if args else Any
         return tuple(_coerce(name, inner, v) for v in items)
-    if kind is float and isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    if kind is int and isinstance(value, bool):
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    if kind is float:
+        if number:
+            return float(value)
+        raise ValueError(f"bad config: {name} must be a number, got {value!r}")
+    if kind is int and not (isinstance(value, int) and not isinstance(value, bool)):
+        if number and float(value).is_integer():
+            return int(value)  # 1e5 from YAML
         raise ValueError(f"bad config: {name} must be an integer, got {value!r}")
     return value
 

@@ -117,6 +117,12 @@ def test_shipped_configs_load() -> None:
         (["feature_lags=[5, 1]"], r"feature_lags must be >= 0 and hold 0"),
         (["feature_lags=[5, 0, 5]"], "feature_lags has repeats"),
         (["feature_lags=[4, 0]", "finetune_encoder=true"], "feature_lags needs the frozen"),
+        (["gap_memory=-1"], "gap_memory must be >= 0 seconds"),
+        (["gap_memory=.nan"], "gap_memory must be >= 0 seconds"),
+        (["gap_memory=soon"], "gap_memory must be a number, got 'soon'"),
+        (["total_steps=lots"], "total_steps must be an integer, got 'lots'"),
+        (["total_steps=2.5"], "total_steps must be an integer, got 2.5"),
+        (["gap_memory=1", "finetune_encoder=true"], "gap_memory needs the frozen"),
         (["critic_warmup=-1"], "critic_warmup must be >= 0"),
         (["algo=dqn", "env.action=discrete", "critic_warmup=64"], "critic_warmup needs ppo"),
         (["algo=dqn", "env.action=discrete", "action_std=0.1"], "action_std needs ppo with"),
@@ -362,6 +368,17 @@ def test_lagged_features_train_and_drive(encoder_file: Path, tmp_path: Path) -> 
     drive_40_ticks(tmp_path / "run" / FINAL, tmp_path / "eval")
 
 
+def test_gap_memory_trains_and_drives(encoder_file: Path, tmp_path: Path) -> None:
+    config = smoke(encoder_file, "total_steps=64", "policy_features=affordances", "gap_memory=0.3")
+    assert config.gap_decisions == round(0.3 / config.env.decision_dt)
+    model = train(config, tmp_path / "run", progress=False)
+    per_frame = PerceptionNet(TINY_ENCODER).config.affordance_outputs
+    assert model.observation_space["features"].shape == (per_frame * config.feature_stack + 1,)
+    agent = make_agent(str(tmp_path / "run" / FINAL))
+    assert isinstance(agent, PolicyAgent) and agent.config.gap_memory == 0.3
+    drive_40_ticks(tmp_path / "run" / FINAL, tmp_path / "eval")
+
+
 def test_behaviour_cloning_fits_the_autopilot(encoder_file: Path) -> None:
     from agent.training import build_model
     from agent.warmstart import behaviour_clone, collect_demonstrations
@@ -591,6 +608,9 @@ def test_init_from_starts_a_fresh_run_from_a_checkpoints_policy(
             _initial_model(other, venv, "cpu")
         other = smoke(encoder_file, f"init_from={start}", "feature_lags=[8, 0]")
         with pytest.raises(RunError, match=r"decisions \[1, 0\] back, this config gives \[8, 0\]"):
+            _initial_model(other, venv, "cpu")
+        other = smoke(encoder_file, f"init_from={start}", "gap_memory=1")
+        with pytest.raises(RunError, match=r"remembered 0.0 s of vehicle gaps, this config 1.0 s"):
             _initial_model(other, venv, "cpu")
     finally:
         venv.close()

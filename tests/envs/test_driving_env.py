@@ -198,6 +198,12 @@ def test_unknown_config_key_is_named() -> None:
         DrivingEnv({"lane_change_share": 1.5})
     with pytest.raises(ValueError, match="blocked_time must be > 0"):
         DrivingEnv({"blocked_time": 0})
+    # Regression: a word where a number belongs failed inside a comparison ("'<' not
+    # supported between instances of 'str' and 'float'") instead of naming the key.
+    with pytest.raises(ValueError, match="target_speed must be a number, got 'fast'"):
+        DrivingEnv({"target_speed": "fast"})
+    with pytest.raises(ValueError, match="vehicles must be an integer, got 'many'"):
+        DrivingEnv({"vehicles": "many"})
 
 
 def test_vector_envs() -> None:
