@@ -79,6 +79,11 @@ def gap_column(encoder: PerceptionNet, policy_features: str = "all") -> int:
     return encoder.feature_dim - cfg.affordance_outputs + index
 
 
+def vehicle_gaps(rows: NDArray[np.float32], column: int) -> NDArray[np.float64]:
+    """The vehicle-gap readings [m] of encoded rows (``gap_column`` names the column)."""
+    return rows[..., column].astype(np.float64) * MAX_DISTANCE
+
+
 class GapMemory:
     """How close the last readings of the vehicle gap put a car that stood still since.
 
@@ -113,7 +118,7 @@ class GapMemory:
         where = slice(None) if index is None else index
         self.odometry[where] = 0.0
         self.speed[where] = speeds
-        self.marks[where] = np.asarray(gaps)[..., None] if index is None else gaps
+        self.marks[where] = np.asarray(gaps)[..., None]
 
     def _advance(
         self, gaps: NDArray[np.floating[Any]], speeds: NDArray[np.floating[Any]], rows: Any
@@ -291,10 +296,6 @@ class EncoderVecEnv(VecEnvWrapper):
             out[FEATURES] = np.concatenate([out[FEATURES], self._memory.observe()], axis=1)
         return out
 
-    def _gaps(self, features: NDArray[np.float32]) -> NDArray[np.float64]:
-        """The vehicle-gap readings [m] of encoded rows."""
-        return features[..., self._gap].astype(np.float64) * MAX_DISTANCE
-
     def reset(self) -> dict[str, NDArray[Any]]:
         """Reset all envs; every history is filled with its first frame."""
         obs = self.venv.reset()
@@ -302,7 +303,7 @@ class EncoderVecEnv(VecEnvWrapper):
         features = self.encode(obs["image"])
         self._history.restart(features)
         if self._memory is not None:
-            self._memory.restart(self._gaps(features), obs["speed"][:, 0])
+            self._memory.restart(vehicle_gaps(features, self._gap), obs["speed"][:, 0])
         return self._observation(obs)
 
     def step_wait(self) -> VecEnvStepReturn:
@@ -318,9 +319,8 @@ class EncoderVecEnv(VecEnvWrapper):
             last = infos[i]["terminal_observation"]
             seen = self._history.observe_after(i, terminal[j])
             if self._memory is not None:
-                after = self._memory.observe_after(
-                    i, float(self._gaps(terminal[j])), float(last["speed"][0])
-                )
+                gap = float(vehicle_gaps(terminal[j], self._gap))
+                after = self._memory.observe_after(i, gap, float(last["speed"][0]))
                 seen = np.concatenate([seen, after])
             infos[i]["terminal_observation"] = {
                 **{k: last[k] for k in self.measurements},
@@ -328,12 +328,12 @@ class EncoderVecEnv(VecEnvWrapper):
             }
         self._history.push(current)
         if self._memory is not None:
-            self._memory.push(self._gaps(current), obs["speed"][:, 0])
+            self._memory.push(vehicle_gaps(current, self._gap), obs["speed"][:, 0])
         for i, done in enumerate(dones):
             if done:  # the obs is the next episode's first: restart its history
                 self._history.restart(current[i], i)
                 if self._memory is not None:
-                    self._memory.restart(self._gaps(current[i]), obs["speed"][i, 0], i)
+                    self._memory.restart(vehicle_gaps(current[i], self._gap), obs["speed"][i, 0], i)
         return self._observation(obs), rewards, dones, infos
 
 

@@ -20,7 +20,15 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.vec_env import VecNormalize
 
 from agent.checkpoint import load_model
-from agent.features import FEATURES, FeatureHistory, GapMemory, encode, gap_column, stack_lags
+from agent.features import (
+    FEATURES,
+    FeatureHistory,
+    GapMemory,
+    encode,
+    gap_column,
+    stack_lags,
+    vehicle_gaps,
+)
 from agent.train_config import TrainConfig
 from envs.action import ActionAdapter
 from envs.backends.base import TrafficLightInfo, WorldState
@@ -28,7 +36,6 @@ from envs.observation import ObservationBuilder
 from envs.routes import RoutePlan
 from envs.sim.roadmap import RoadMap
 from envs.types import VehicleControl
-from perception.collect import MAX_DISTANCE
 from perception.model import PerceptionNet
 
 CAMERA_ID = "front"
@@ -67,7 +74,7 @@ class PolicyAgent:
         self._history: FeatureHistory | None = None
         self._lags = stack_lags(config.feature_stack, config.feature_lags)
         self._memory: GapMemory | None = None
-        self._gap = 0
+        self._gap: int | None = None  # the vehicle-gap column, with gap_memory on
         if config.gap_decisions > 0:
             self._gap = gap_column(encoder, config.policy_features)
         self._plan: RoutePlan | None = None
@@ -138,25 +145,32 @@ class PolicyAgent:
         with torch.inference_mode():
             frame = torch.from_numpy(image[None])
             feats = encode(self.encoder, frame, self.config.policy_features).numpy()[0]
-        gap = np.array([feats[self._gap] * MAX_DISTANCE], dtype=np.float64)
         if self._history is None:
             self._history = FeatureHistory(1, len(feats), self._lags)
             self._history.restart(feats, 0)
-            if self.config.gap_decisions > 0:
-                dt = self.config.env.decision_dt
-                self._memory = GapMemory(1, self.config.gap_decisions, dt)
-                self._memory.restart(gap, obs["speed"])
         else:
             self._history.push(feats[None])
-            if self._memory is not None:
-                self._memory.push(gap, obs["speed"])
         out = {k: obs[k][None] for k in self.config.measurements}
         out[FEATURES] = self._history.observe()
-        if self._memory is not None:
-            out[FEATURES] = np.concatenate([out[FEATURES], self._memory.observe()], axis=1)
+        if self._gap is not None:
+            remembered = self._remember(vehicle_gaps(feats[None], self._gap), obs["speed"])
+            out[FEATURES] = np.concatenate([out[FEATURES], remembered], axis=1)
         if self.normalizer is not None:
             out = self.normalizer.normalize_obs(out)  # type: ignore[assignment]
         return out
+
+    def _remember(
+        self, gaps: NDArray[np.float64], speed: NDArray[np.float32]
+    ) -> NDArray[np.float32]:
+        """Push this decision's gap reading into the memory (begun on the route's first
+        frame) and return what the policy sees of it, (1, 1)."""
+        if self._memory is None:
+            dt = self.config.env.decision_dt
+            self._memory = GapMemory(1, self.config.gap_decisions, dt)
+            self._memory.restart(gaps, speed)
+        else:
+            self._memory.push(gaps, speed)
+        return self._memory.observe()
 
     def act(self, state: WorldState) -> VehicleControl:
         """Observe and ask the policy."""

@@ -178,8 +178,8 @@ def _coerce(name: str, kind: Any, value: Any) -> Any:
         if number:
             return float(value)
         raise ValueError(f"bad config: {name} must be a number, got {value!r}")
-    if kind is int and not (isinstance(value, int) and not isinstance(value, bool)):
-        if number and float(value).is_integer():
+    if kind is int:
+        if number and (isinstance(value, int) or value.is_integer()):
             return int(value)  # 1e5 from YAML
         raise ValueError(f"bad config: {name} must be an integer, got {value!r}")
     return value
